@@ -1,0 +1,1 @@
+"""Alembic revisions of schema immich_search (installed as immich_search.migrations)."""

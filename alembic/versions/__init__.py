@@ -1,0 +1,1 @@
+"""Revision files; each applies named files from sql/schema/."""

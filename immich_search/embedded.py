@@ -1,0 +1,57 @@
+"""The embedded default: a real PostgreSQL 16 with pgvector started by the project itself (pgserver).
+
+pgserver (https://github.com/orm011/pgserver) ships PostgreSQL 16 and pgvector 0.6.2 in a wheel, with no
+contrib modules (no pg_trgm, no unaccent); the SQL of this project detects that and works without them.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import platformdirs
+
+from immich_search.errors import ConfigError, DatabaseUnavailableError
+
+EMBEDDED_DATABASE = "immich"
+"""Name of the Immich-shaped database created inside the embedded server."""
+
+
+def default_embedded_dir() -> Path:
+    """Return the default data directory of the embedded server: ``<user data dir>/immich-search/pg``."""
+    return Path(platformdirs.user_data_dir("immich-search")) / "pg"
+
+
+def start_embedded(data_dir: str | os.PathLike[str], database: str = EMBEDDED_DATABASE) -> str:
+    """Start (or reuse) the embedded PostgreSQL at ``data_dir`` and make sure ``database`` exists.
+
+    The server keeps running while any process uses it and stops when the last one exits (pgserver's
+    ``cleanup_mode='stop'``), so consecutive CLI commands reuse one data directory.
+
+    Args:
+        data_dir: directory of the cluster; created with ``initdb`` when empty.
+        database: database to create if missing.
+
+    Returns:
+        A libpq URL (Unix socket) for ``database``.
+
+    Raises:
+        ConfigError: pgserver is not installed (install the ``embedded`` extra).
+        DatabaseUnavailableError: the server could not be started.
+    """
+    try:
+        import pgserver
+    except ImportError as exc:  # optional extra
+        raise ConfigError(
+            "the embedded PostgreSQL needs the pgserver package: pip install 'immich-search[embedded]'"
+        ) from exc
+    path = Path(data_dir).expanduser().resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    try:
+        server = pgserver.get_server(path, cleanup_mode="stop")
+        exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{database}';")
+        if "(1 row)" not in exists:
+            server.psql(f'CREATE DATABASE "{database}";')
+        return server.get_uri(database)
+    except Exception as exc:  # pgserver raises plain exceptions with initdb/pg_ctl output
+        raise DatabaseUnavailableError(f"could not start the embedded PostgreSQL at {path}: {exc}") from exc
