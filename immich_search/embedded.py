@@ -7,6 +7,7 @@ contrib modules (no pg_trgm, no unaccent); the SQL of this project detects that 
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import platformdirs
@@ -40,7 +41,10 @@ def start_embedded(data_dir: str | os.PathLike[str], database: str = EMBEDDED_DA
         DatabaseUnavailableError: the server could not be started.
     """
     try:
-        import pgserver
+        with warnings.catch_warnings():
+            # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI); pgserver copes.
+            warnings.simplefilter("ignore")
+            import pgserver
     except ImportError as exc:  # optional extra
         raise ConfigError(
             "the embedded PostgreSQL needs the pgserver package: pip install 'immich-search[embedded]'"
@@ -48,7 +52,9 @@ def start_embedded(data_dir: str | os.PathLike[str], database: str = EMBEDDED_DA
     path = Path(data_dir).expanduser().resolve()
     path.mkdir(parents=True, exist_ok=True)
     try:
-        server = pgserver.get_server(path, cleanup_mode="stop")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            server = pgserver.get_server(path, cleanup_mode="stop")
         exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{database}';")
         if "(1 row)" not in exists:
             server.psql(f'CREATE DATABASE "{database}";')

@@ -28,6 +28,25 @@ BEGIN
 END
 $$;
 
+-- Immich's uuid v7 generator (server/src/schema/functions.ts, immich_uuid_v7): time-ordered, so
+-- "updateId" grows with every update and works as a sync cursor.
+CREATE OR REPLACE FUNCTION public.immich_uuid_v7(p_timestamp timestamp with time zone DEFAULT clock_timestamp())
+RETURNS uuid LANGUAGE sql VOLATILE AS $$
+  SELECT encode(
+    set_bit(set_bit(overlay(uuid_send(gen_random_uuid())
+      PLACING substring(int8send(floor(extract(epoch FROM p_timestamp) * 1000)::bigint) FROM 3)
+      FROM 1 FOR 6), 52, 1), 53, 1), 'hex')::uuid
+$$;
+
+-- Immich's trigger function: every update stamps "updatedAt" and a fresh "updateId".
+CREATE OR REPLACE FUNCTION public.updated_at() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  NEW."updatedAt" = now();
+  NEW."updateId" = public.immich_uuid_v7();
+  RETURN NEW;
+END
+$$;
+
 CREATE TYPE public.asset_visibility_enum AS ENUM ('archive', 'timeline', 'hidden', 'locked');
 
 CREATE TABLE public."user" (
@@ -38,7 +57,7 @@ CREATE TABLE public."user" (
   "createdAt" timestamp with time zone NOT NULL DEFAULT now(),
   "updatedAt" timestamp with time zone NOT NULL DEFAULT now(),
   "deletedAt" timestamp with time zone,
-  "updateId" uuid NOT NULL DEFAULT gen_random_uuid()
+  "updateId" uuid NOT NULL DEFAULT public.immich_uuid_v7()
 );
 
 CREATE TABLE public.partner (
@@ -75,7 +94,7 @@ CREATE TABLE public.asset (
   "stackId" uuid,
   "duplicateId" uuid,
   "status" character varying NOT NULL DEFAULT 'active',
-  "updateId" uuid NOT NULL DEFAULT gen_random_uuid(),
+  "updateId" uuid NOT NULL DEFAULT public.immich_uuid_v7(),
   "visibility" public.asset_visibility_enum NOT NULL DEFAULT 'timeline',
   "width" integer,
   "height" integer,
@@ -84,6 +103,8 @@ CREATE TABLE public.asset (
 CREATE INDEX "asset_ownerId_idx" ON public.asset ("ownerId");
 CREATE INDEX "asset_updateId_idx" ON public.asset ("updateId");
 CREATE UNIQUE INDEX "UQ_assets_owner_checksum" ON public.asset ("ownerId", "checksum") WHERE ("libraryId" IS NULL);
+CREATE TRIGGER asset_updated_at BEFORE UPDATE ON public.asset
+  FOR EACH ROW WHEN (pg_trigger_depth() = 0) EXECUTE FUNCTION public.updated_at();
 
 CREATE TABLE public.asset_file (
   "id" uuid NOT NULL DEFAULT gen_random_uuid() PRIMARY KEY,
@@ -92,12 +113,15 @@ CREATE TABLE public.asset_file (
   "updatedAt" timestamp with time zone NOT NULL DEFAULT now(),
   "type" character varying NOT NULL,
   "path" character varying NOT NULL,
-  "updateId" uuid NOT NULL DEFAULT gen_random_uuid(),
+  "updateId" uuid NOT NULL DEFAULT public.immich_uuid_v7(),
   "isEdited" boolean NOT NULL DEFAULT false,
   "isProgressive" boolean NOT NULL DEFAULT false,
   CONSTRAINT "asset_file_assetId_type_isEdited_uq" UNIQUE ("assetId", "type", "isEdited")
 );
 CREATE INDEX "asset_file_assetId_idx" ON public.asset_file ("assetId");
+CREATE INDEX "asset_file_updateId_idx" ON public.asset_file ("updateId");
+CREATE TRIGGER asset_file_updated_at BEFORE UPDATE ON public.asset_file
+  FOR EACH ROW WHEN (pg_trigger_depth() = 0) EXECUTE FUNCTION public.updated_at();
 
 CREATE TABLE public.asset_exif (
   "assetId" uuid NOT NULL PRIMARY KEY REFERENCES public.asset ("id") ON DELETE CASCADE,
@@ -113,7 +137,7 @@ CREATE TABLE public.asset_exif (
   "country" character varying,
   "description" text NOT NULL DEFAULT '',
   "updatedAt" timestamp with time zone NOT NULL DEFAULT now(),
-  "updateId" uuid NOT NULL DEFAULT gen_random_uuid()
+  "updateId" uuid NOT NULL DEFAULT public.immich_uuid_v7()
 );
 
 CREATE TABLE public.album (
@@ -124,7 +148,7 @@ CREATE TABLE public.album (
   "updatedAt" timestamp with time zone NOT NULL DEFAULT now(),
   "deletedAt" timestamp with time zone,
   "description" text NOT NULL DEFAULT '',
-  "updateId" uuid NOT NULL DEFAULT gen_random_uuid()
+  "updateId" uuid NOT NULL DEFAULT public.immich_uuid_v7()
 );
 
 CREATE TABLE public.album_asset (

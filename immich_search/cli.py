@@ -1,0 +1,360 @@
+"""The ``immich-search`` command line.
+
+Every command takes the database from ``--database-url``, else ``--embedded DIR``, else Immich's own
+``DB_URL`` / ``DB_*`` variables, so the ``.env`` beside Immich's docker-compose.yml works unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from immich_search import __version__
+from immich_search.config import database_url_from_env
+from immich_search.errors import ConfigError, ImmichSearchError
+
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
+console = Console(stderr=False)
+err_console = Console(stderr=True)
+
+
+@dataclass
+class Settings:
+    """Global options shared by every command."""
+
+    database_url: str | None
+    embedded: str | None
+
+    def resolve_url(self) -> str:
+        """Return the database URL to use, starting the embedded server when asked.
+
+        Raises:
+            ConfigError: no database was given.
+        """
+        if self.database_url:
+            return self.database_url
+        if self.embedded:
+            from immich_search.embedded import start_embedded
+
+            return start_embedded(self.embedded)
+        from_env = database_url_from_env()
+        if from_env:
+            return from_env
+        raise ConfigError(
+            "no database given: pass --database-url postgresql://USER:PASS@HOST:5432/immich, set Immich's "
+            "DB_HOSTNAME/DB_USERNAME/DB_PASSWORD/DB_DATABASE_NAME (e.g. from Immich's .env), or use "
+            "--embedded DIR for a local PostgreSQL"
+        )
+
+
+class UserFacingGroup(click.Group):
+    """A click group that prints our errors as one clear line instead of a traceback."""
+
+    def invoke(self, ctx: click.Context):  # noqa: D102
+        try:
+            return super().invoke(ctx)
+        except ImmichSearchError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+
+@click.group(cls=UserFacingGroup, context_settings=CONTEXT_SETTINGS)
+@click.option(
+    "--database-url",
+    envvar="IMMICH_SEARCH_DATABASE_URL",
+    metavar="URL",
+    help="PostgreSQL URL of Immich's database (env IMMICH_SEARCH_DATABASE_URL; default: Immich's DB_* vars).",
+)
+@click.option(
+    "--embedded",
+    envvar="IMMICH_SEARCH_EMBEDDED",
+    metavar="DIR",
+    type=click.Path(file_okay=False),
+    help="Start or reuse an embedded PostgreSQL with pgvector at DIR (env IMMICH_SEARCH_EMBEDDED).",
+)
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@click.version_option(__version__, prog_name="immich-search")
+@click.pass_context
+def cli(ctx: click.Context, database_url: str | None, embedded: str | None, verbose: int) -> None:
+    """Chinese full-text, OCR and Chinese-CLIP search for Immich, inside PostgreSQL.
+
+    \b
+    Examples:
+      immich-search --database-url postgresql://postgres:postgres@localhost:5432/immich migrate
+      immich-search sync --media-root /mnt/immich-library
+      immich-search search 'ocr:发票' --user alice@example.com
+    """
+    if database_url and embedded:
+        raise click.UsageError("give either --database-url or --embedded, not both")
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    ctx.obj = Settings(database_url=database_url, embedded=embedded)
+
+
+pass_settings = click.make_pass_decorator(Settings)
+
+
+@cli.command()
+@click.option("--downgrade", metavar="REVISION", help="Revert to REVISION instead; 'base' removes everything.")
+@pass_settings
+def migrate(settings: Settings, downgrade: str | None) -> None:
+    """Create or upgrade schema immich_search in Immich's database.
+
+    Safe to run at every start: idempotent, and a lock keeps two starting containers from racing.
+    Immich's own tables are never changed.
+
+    \b
+    Examples:
+      immich-search migrate
+      immich-search migrate --downgrade base   # remove immich-search completely
+    """
+    from immich_search import migrate as migrations
+
+    url = settings.resolve_url()
+    _check_reachable(url)
+    if downgrade:
+        migrations.downgrade(url, downgrade)
+        click.echo(f"downgraded to {downgrade}")
+    else:
+        migrations.upgrade(url)
+        click.echo(f"schema immich_search at revision {migrations.current_revision(url)}")
+
+
+def _check_reachable(url: str) -> None:
+    from immich_search.db import connect
+
+    connect(url).close()
+
+
+@cli.command()
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing; the exit status says whether all is well.")
+@pass_settings
+def doctor(settings: Settings, quiet: bool) -> None:
+    """Check the database for everything immich-search needs, and say how to fix what is missing.
+
+    Exits 1 when a required piece is missing; warnings are optional features.
+
+    \b
+    Example:
+      immich-search doctor
+    """
+    from immich_search.db import connect
+    from immich_search.doctor import FAIL, WARN, run_checks
+
+    url = settings.resolve_url()
+    with connect(url) as conn:
+        checks = run_checks(conn, url)
+    if not quiet:
+        table = Table("check", "status", "detail", "how to fix")
+        colours = {"ok": "green", WARN: "yellow", FAIL: "red"}
+        for check in checks:
+            colour = colours[check.status]
+            fix = check.fix if check.status != "ok" else ""
+            table.add_row(check.name, f"[{colour}]{check.status}[/{colour}]", check.detail, fix)
+        console.print(table)
+    if any(check.status == FAIL for check in checks):
+        sys.exit(1)
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        disable=not err_console.is_terminal,
+    )
+
+
+@cli.command()
+@click.option(
+    "--media-root",
+    envvar="IMMICH_SEARCH_MEDIA_ROOT",
+    type=click.Path(file_okay=False),
+    help="This host's path to Immich's media root (UPLOAD_LOCATION); default $IMMICH_MEDIA_LOCATION or /data.",
+)
+@click.option(
+    "--immich-media-location",
+    metavar="PATH",
+    help="The media root as Immich stores it in paths (default: /data or /usr/src/app/upload, detected).",
+)
+@click.option("--force", is_flag=True, help="Redo every asset, even those already indexed.")
+@click.option("--batch-size", default=16, show_default=True, type=click.IntRange(1, 1000))
+@pass_settings
+def sync(
+    settings: Settings, media_root: str | None, immich_media_location: str | None, force: bool, batch_size: int
+) -> None:
+    """Index new and changed photos: OCR each preview and store its text for search.
+
+    A second run does no repeated work. A missing or corrupt preview is recorded on its job with the
+    reason (see the summary) and never stops the run.
+
+    \b
+    Examples:
+      immich-search sync --media-root /srv/immich/library
+      immich-search sync --force
+    """
+    from immich_search.db import open_pool
+    from immich_search.sync.pipeline import OcrSync
+    from immich_search.sync.sources import MediaFileSource
+
+    root = media_root or os.environ.get("IMMICH_MEDIA_LOCATION") or "/data"
+    source = MediaFileSource(root, immich_media_location)
+    url = settings.resolve_url()
+    _require_migrated(url)
+    with open_pool(url) as pool, _progress() as progress:
+        task = progress.add_task("OCR", total=None)
+
+        def on_progress(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        report = OcrSync(pool, source, batch_size=batch_size).run_once(force=force, on_progress=on_progress)
+    click.echo(
+        f"queued {report.queued}, indexed {report.done}, failed {report.failed} "
+        f"in {report.seconds:.1f} s ({report.images_per_second:.2f} images/s)"
+    )
+    for asset_id, error in report.errors[:20]:
+        click.echo(f"  {asset_id}: {error}", err=True)
+
+
+def _require_migrated(url: str) -> None:
+    from immich_search import migrate as migrations
+
+    if migrations.current_revision(url) != migrations.head_revision():
+        raise ImmichSearchError("schema immich_search is missing or out of date: run `immich-search migrate`")
+
+
+def resolve_user(pool, who: str | None) -> tuple[str, str]:
+    """Return ``(user id, email)`` for ``who`` (e-mail or id), or the only user when ``who`` is None.
+
+    Raises:
+        ConfigError: no such user, or several users and none named.
+    """
+    from immich_search.sqlfiles import query
+
+    with pool.connection() as conn:
+        if who:
+            row = conn.execute(query("find_user"), {"who": who}).fetchone()
+            if row is None:
+                raise ConfigError(f"no Immich user with e-mail or id {who!r}")
+            return str(row[0]), row[1]
+        rows = conn.execute(query("list_users")).fetchall()
+    if len(rows) == 1:
+        return str(rows[0][0]), rows[0][1]
+    if not rows:
+        raise ConfigError("the database has no Immich user")
+    raise ConfigError("several Immich users: pass --user EMAIL (results are limited to what that user may see)")
+
+
+@cli.command()
+@click.argument("query")
+@click.option("--user", "who", metavar="EMAIL|ID", help="Search as this Immich user (default: the only user).")
+@click.option("--limit", default=10, show_default=True, type=click.IntRange(1, 1000))
+@click.option("--offset", default=0, type=click.IntRange(0))
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array, best first.")
+@click.option(
+    "--tokenizer",
+    type=click.Choice(["python", "sql"]),
+    default="python",
+    show_default=True,
+    help="Tokenise the query with jieba in Python, or in SQL exactly as psql users get it.",
+)
+@click.option("--include-locked", is_flag=True, help="Also search the user's locked folder.")
+@pass_settings
+def search(
+    settings: Settings,
+    query: str,
+    who: str | None,
+    limit: int,
+    offset: int,
+    as_json: bool,
+    tokenizer: str,
+    include_locked: bool,
+) -> None:
+    """Search photos by the text in them, ranked by relevance.
+
+    QUERY uses the search-bar language: `ocr:发票`, `ocr:"boarding pass"`, `-word` to exclude.
+
+    \b
+    Examples:
+      immich-search search 'ocr:发票' --user alice@example.com
+      immich-search search 'ocr:"wild life" -crossing' --limit 20 --json
+    """
+    from immich_search.db import open_pool
+    from immich_search.ranking.ocr_search import search_ocr
+
+    url = settings.resolve_url()
+    _require_migrated(url)
+    with open_pool(url) as pool:
+        user_id, _ = resolve_user(pool, who)
+        hits = search_ocr(
+            pool, query, user_id, limit=limit, offset=offset, include_locked=include_locked, tokenizer=tokenizer
+        )
+    if as_json:
+        click.echo(json.dumps([hit.as_json() for hit in hits], ensure_ascii=False, indent=2))
+        return
+    print_hits(hits)
+
+
+def print_hits(hits) -> None:
+    """Print search hits as a table (file name, score, snippet)."""
+    if not hits:
+        console.print("[yellow]no matches[/yellow]")
+        return
+    table = Table("#", "file", "score", "snippet")
+    for rank, hit in enumerate(hits, 1):
+        table.add_row(str(rank), hit.original_file_name, f"{hit.score:.3f}", hit.snippet)
+    console.print(table)
+
+
+@cli.command()
+@click.option(
+    "--images",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Index these photos instead of the generated ones.",
+)
+@click.option(
+    "--workdir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where the demo library's media files go (default: under the user's data dir).",
+)
+@pass_settings
+def demo(settings: Settings, images: Path | None, workdir: Path | None) -> None:
+    """Build an Immich-shaped library, index it and run example `ocr:` queries.
+
+    Runs on the embedded PostgreSQL unless --database-url is given (use a scratch database: the demo
+    creates Immich's tables when they are missing).
+
+    \b
+    Examples:
+      immich-search demo
+      immich-search demo --images ~/Pictures/receipts
+    """
+    from immich_search.demo import run_demo
+
+    # Never Immich's DB_* variables here: the demo writes an Immich-shaped library into its database.
+    if settings.database_url:
+        url = settings.database_url
+    else:
+        from immich_search.embedded import default_embedded_dir, start_embedded
+
+        url = start_embedded(settings.embedded or default_embedded_dir())
+    run_demo(url, images=images, workdir=workdir, console=console, progress=_progress())
+
+
+def main() -> None:
+    """Entry point of the ``immich-search`` script."""
+    cli(prog_name="immich-search")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,114 @@
+"""``immich-search doctor``: check a live database for everything immich-search needs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import psycopg
+
+from immich_search import migrate
+
+OK, WARN, FAIL = "ok", "warn", "fail"
+
+# Immich tables and the columns we read (FACTS: Immich v3.1 server/src/schema/tables/*.table.ts).
+REQUIRED_COLUMNS = {
+    "user": ("id", "email", "deletedAt"),
+    "asset": ("id", "ownerId", "originalFileName", "deletedAt", "visibility", "updateId", "fileCreatedAt"),
+    "asset_file": ("assetId", "type", "path", "isEdited", "updateId"),
+    "partner": ("sharedById", "sharedWithId", "inTimeline"),
+}
+OPTIONAL_TABLES = {
+    "asset_ocr": "Immich's own OCR (v2.2+); `--ocr-source immich` needs it",
+    "smart_search": "Immich's CLIP vectors",
+}
+
+
+@dataclass(frozen=True)
+class Check:
+    """One finding: ``status`` is ok | warn | fail; ``fix`` says what to do when it is not ok."""
+
+    name: str
+    status: str
+    detail: str
+    fix: str = ""
+
+
+def run_checks(conn: psycopg.Connection, url: str) -> list[Check]:
+    """Inspect the database behind ``conn`` (at ``url``) and return the findings in order."""
+    checks: list[Check] = []
+    version = conn.execute("SHOW server_version_num").fetchone()[0]
+    major = int(version) // 10000
+    checks.append(
+        Check("PostgreSQL", OK if 14 <= major < 20 else FAIL, f"version {major}", "Immich supports 14 to 19")
+    )
+    encoding = conn.execute("SHOW server_encoding").fetchone()[0]
+    checks.append(
+        Check("encoding", OK if encoding == "UTF8" else FAIL, encoding, "Immich's database must be UTF8")
+    )
+    columns = {
+        (table, column)
+        for table, column in conn.execute(
+            "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = 'public'"
+        )
+    }
+    tables = {table for table, _ in columns}
+    for table, needed in REQUIRED_COLUMNS.items():
+        missing = [column for column in needed if (table, column) not in columns]
+        if table not in tables:
+            checks.append(
+                Check(f"table {table}", FAIL, "missing", "point --database-url at Immich's database (v2 or v3)")
+            )
+        elif missing:
+            checks.append(
+                Check(f"table {table}", FAIL, f"missing columns {', '.join(missing)}", "upgrade Immich to v2+")
+            )
+        else:
+            checks.append(Check(f"table {table}", OK, "present"))
+    for table, why in OPTIONAL_TABLES.items():
+        checks.append(Check(f"table {table}", OK if table in tables else WARN, why if table not in tables else "present"))
+    extensions = dict(conn.execute("SELECT extname, extversion FROM pg_extension").fetchall())
+    available = {name for (name,) in conn.execute("SELECT name FROM pg_available_extensions")}
+    if "vector" in extensions:
+        checks.append(Check("extension vector", OK, f"pgvector {extensions['vector']}"))
+    else:
+        checks.append(
+            Check(
+                "extension vector",
+                FAIL,
+                "not installed",
+                "CREATE EXTENSION vector; (Immich's image has it; VectorChord brings it too)",
+            )
+        )
+    for name, why in (
+        ("vchord", "VectorChord index for CLIP vectors"),
+        ("pg_trgm", "trigram fallback for misread characters"),
+        ("unaccent", "Immich's own OCR matching"),
+        ("zhparser", "Chinese word segmentation in SQL (docker/postgres-zhparser)"),
+    ):
+        if name in extensions:
+            checks.append(Check(f"extension {name}", OK, f"{extensions[name]}"))
+        else:
+            state = "available, not created" if name in available else "not available"
+            checks.append(Check(f"extension {name}", WARN, f"{state}: optional, {why}"))
+    can_create = conn.execute(
+        "SELECT has_database_privilege(current_user, current_database(), 'CREATE')"
+        " OR EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'immich_search'"
+        "            AND has_schema_privilege(current_user, 'immich_search', 'CREATE'))"
+    ).fetchone()[0]
+    checks.append(
+        Check(
+            "write access",
+            OK if can_create else FAIL,
+            "can create schema immich_search" if can_create else "cannot create schema immich_search",
+            "connect as Immich's database user (DB_USERNAME), or GRANT CREATE ON DATABASE to this user",
+        )
+    )
+    conn.commit()
+    current, head = migrate.current_revision(url), migrate.head_revision()
+    if current == head:
+        checks.append(Check("migrations", OK, f"at {head}"))
+    else:
+        checks.append(
+            Check("migrations", FAIL, f"at {current or 'none'}, newest is {head}", "run: immich-search migrate")
+        )
+    return checks

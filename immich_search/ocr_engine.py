@@ -1,0 +1,95 @@
+"""Text recognition with RapidOCR (``rapidocr-onnxruntime``, its bundled PP-OCRv4 models by default)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from immich_search.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class OcrLine:
+    """One recognised text box.
+
+    Attributes:
+        text: the recognised text.
+        score: recognition confidence, 0-1.
+        box: the four corners ``(x1, y1, x2, y2, x3, y3, x4, y4)`` clockwise from top-left, each
+            normalised to 0-1 by the image's width and height (as Immich's ``asset_ocr`` stores them).
+    """
+
+    text: str
+    score: float
+    box: tuple[float, ...]
+
+    def as_json(self) -> dict:
+        """Return the line as stored in ``immich_search.ocr.lines``."""
+        return {"text": self.text, "score": round(self.score, 4), "box": [round(v, 5) for v in self.box]}
+
+
+class RapidOcrEngine:
+    """RapidOCR detection + classification + recognition on CPU (onnxruntime).
+
+    Args:
+        det_model_path, rec_model_path, cls_model_path: ONNX files replacing the bundled PP-OCRv4
+            models (e.g. PP-OCRv5 exports); ``None`` keeps the bundled one.
+        min_score: lines recognised with a lower confidence are dropped (RapidOCR's ``text_score``,
+            default 0.5 in its config.yaml).
+
+    Raises:
+        ConfigError: a model path does not exist.
+    """
+
+    def __init__(
+        self,
+        det_model_path: str | None = None,
+        rec_model_path: str | None = None,
+        cls_model_path: str | None = None,
+        min_score: float = 0.5,
+    ) -> None:
+        from rapidocr_onnxruntime import RapidOCR
+
+        options: dict[str, object] = {"text_score": min_score}
+        for key, value in (
+            ("det_model_path", det_model_path),
+            ("rec_model_path", rec_model_path),
+            ("cls_model_path", cls_model_path),
+        ):
+            if value is not None:
+                if not Path(value).is_file():
+                    raise ConfigError(f"OCR model file not found: {value}")
+                options[key] = value
+        self._engine = RapidOCR(**options)
+        custom = any(v is not None for v in (det_model_path, rec_model_path, cls_model_path))
+        version = metadata.version("rapidocr-onnxruntime")
+        self.model = f"rapidocr-onnxruntime {version} ({'custom' if custom else 'PP-OCRv4'})"
+
+    def recognize(self, image: Image.Image) -> list[OcrLine]:
+        """Recognise the text of an RGB image.
+
+        Args:
+            image: a loaded ``RGB`` PIL image of any size.
+
+        Returns:
+            Lines in RapidOCR's reading order (top to bottom, then left to right); empty when the image
+            has no text.
+        """
+        width, height = image.size
+        # RapidOCR follows OpenCV's channel order (BGR).
+        pixels = np.ascontiguousarray(np.asarray(image.convert("RGB"))[:, :, ::-1])
+        result, _ = self._engine(pixels)
+        lines: list[OcrLine] = []
+        for box, text, score in result or []:
+            text = str(text).strip()
+            if not text:
+                continue
+            flat: list[float] = []
+            for x, y in box:
+                flat.extend((min(max(float(x) / width, 0.0), 1.0), min(max(float(y) / height, 0.0), 1.0)))
+            lines.append(OcrLine(text=text, score=float(score), box=tuple(flat)))
+        return lines

@@ -1,0 +1,72 @@
+"""OCR search: rank assets by the text in them, only among those the user may see."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from functools import cache
+
+from psycopg_pool import ConnectionPool
+
+from immich_search.ranking.ocr_query import build_ocr_query, jieba_segmenter
+from immich_search.ranking.query_language import Mode, parse
+from immich_search.sqlfiles import query
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    """One ranked asset: ``score`` in [0, 1] (higher is better), ``snippet`` the matching OCR lines."""
+
+    asset_id: str
+    original_file_name: str
+    score: float
+    snippet: str
+
+    def as_json(self) -> dict:
+        """Return the hit as a JSON-ready dict."""
+        return asdict(self)
+
+
+@cache
+def _segmenter():
+    return jieba_segmenter()
+
+
+def search_ocr(
+    pool: ConnectionPool,
+    text: str,
+    user_id: str,
+    *,
+    limit: int = 10,
+    offset: int = 0,
+    include_locked: bool = False,
+    tokenizer: str = "python",
+) -> list[SearchHit]:
+    """Rank the user's visible assets by their OCR text, best first.
+
+    Args:
+        pool: connections to Immich's database, migrated.
+        text: the query in the search-bar language (``ocr:`` prefix optional here).
+        user_id: the caller (uuid string); results are limited to what Immich would show them.
+        limit, offset: the page of results.
+        include_locked: also search the caller's locked folder.
+        tokenizer: ``"python"`` (jieba segmentation) or ``"sql"`` (the psql path, tokenised in SQL).
+
+    Returns:
+        Up to ``limit`` hits; empty for a query with no searchable character.
+
+    Raises:
+        ValueError: ``tokenizer`` is neither ``python`` nor ``sql``.
+    """
+    params = {"user_id": user_id, "k": limit, "offset": offset, "include_locked": include_locked}
+    if tokenizer == "sql":
+        sql, params = query("search_ocr_sql"), {**params, "query": text}
+    elif tokenizer == "python":
+        built = build_ocr_query(parse(text, default_mode=Mode.OCR), _segmenter())
+        if built.loose is None:
+            return []
+        sql, params = query("search_ocr_tsquery"), {**params, "loose": built.loose, "strict": built.strict}
+    else:
+        raise ValueError(f"tokenizer must be 'python' or 'sql', not {tokenizer!r}")
+    with pool.connection() as conn:
+        rows = conn.execute(sql, params).fetchall()
+    return [SearchHit(str(a), name, float(score), snippet or "") for a, name, score, snippet in rows]
