@@ -7,14 +7,17 @@ containers starting at once apply each revision once.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from importlib import resources
+from pathlib import Path
 
+import psycopg
 import sqlalchemy as sa
 from alembic import command, op
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
+import immich_search
+from immich_search.db import CONNECT_TIMEOUT_S
 from immich_search.errors import SchemaError
 from immich_search.sqlfiles import read_sql
 
@@ -35,25 +38,44 @@ def apply_sql_files(names: Sequence[str]) -> None:
             cursor.execute(read_sql(name))
 
 
-def _sqlalchemy_url(url: str) -> str:
-    if url.startswith("postgresql://") or url.startswith("postgres://"):
-        return "postgresql+psycopg://" + url.split("://", 1)[1]
-    return url
+def _engine(url: str) -> sa.engine.Engine:
+    """An engine on ``url`` (a libpq URL or ``key=value`` string), one fresh connection per use."""
+    return sa.create_engine(
+        "postgresql+psycopg://",
+        creator=lambda: psycopg.connect(url, connect_timeout=CONNECT_TIMEOUT_S),
+        poolclass=sa.pool.NullPool,
+    )
+
+
+def _script_location() -> str:
+    """The revisions folder: the repository's ``alembic/``, installed as ``immich_search/migrations``.
+
+    It has no ``__init__.py`` on purpose: run from the repository root, a regular package named
+    ``alembic`` would shadow the alembic library itself. So it is found by path: beside the package in
+    an installed wheel, or at the repository root in a source checkout (editable install).
+    """
+    package_dir = Path(immich_search.__file__).resolve().parent
+    for candidate in (package_dir / "migrations", package_dir.parent / "alembic"):
+        if (candidate / "env.py").is_file():
+            return str(candidate)
+    raise SchemaError(f"the migrations folder is missing (looked beside {package_dir})")
 
 
 def _config(connection: sa.engine.Connection) -> Config:
     config = Config()
-    config.set_main_option("script_location", str(resources.files("immich_search.migrations")))
+    config.set_main_option("script_location", _script_location())
     config.attributes["connection"] = connection
     return config
 
 
 def _run(url: str, action: str, target: str) -> None:
-    engine = sa.create_engine(_sqlalchemy_url(url), poolclass=sa.pool.NullPool)
+    engine = _engine(url)
     try:
         with engine.connect() as connection:
             connection.exec_driver_sql(f"SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})")
             try:
+                if action == "upgrade":
+                    _require_immich_tables(connection)
                 connection.exec_driver_sql(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
                 connection.commit()
                 if action == "upgrade":
@@ -68,6 +90,20 @@ def _run(url: str, action: str, target: str) -> None:
                 connection.commit()
     finally:
         engine.dispose()
+
+
+def _require_immich_tables(connection: sa.engine.Connection) -> None:
+    """Refuse to migrate a database that is not Immich's: our tables reference ``public.asset``."""
+    missing = [
+        table
+        for table in ("asset", "asset_file", "user", "partner")
+        if connection.exec_driver_sql("SELECT to_regclass(%s)", (f'public."{table}"',)).scalar_one() is None
+    ]
+    if missing:
+        raise SchemaError(
+            f"Immich's tables are missing here ({', '.join('public.' + t for t in missing)}): point "
+            "--database-url (or DB_*) at Immich's own database, v2 or later"
+        )
 
 
 def _drop_schema_if_empty(connection: sa.engine.Connection) -> None:
@@ -104,7 +140,7 @@ def downgrade(url: str, target: str) -> None:
 def head_revision() -> str:
     """Return the newest revision id shipped with this version."""
     config = Config()
-    config.set_main_option("script_location", str(resources.files("immich_search.migrations")))
+    config.set_main_option("script_location", _script_location())
     head = ScriptDirectory.from_config(config).get_current_head()
     assert head is not None
     return head
@@ -112,7 +148,7 @@ def head_revision() -> str:
 
 def current_revision(url: str) -> str | None:
     """Return the revision the database at ``url`` is at, or ``None`` when never migrated."""
-    engine = sa.create_engine(_sqlalchemy_url(url), poolclass=sa.pool.NullPool)
+    engine = _engine(url)
     try:
         with engine.connect() as connection:
             context = MigrationContext.configure(connection, opts={"version_table_schema": SCHEMA})

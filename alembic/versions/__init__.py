@@ -1,1 +1,0 @@
-"""Revision files; each applies named files from sql/schema/."""
