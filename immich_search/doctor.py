@@ -65,7 +65,8 @@ def run_checks(conn: psycopg.Connection, url: str) -> list[Check]:
         else:
             checks.append(Check(f"table {table}", OK, "present"))
     for table, why in OPTIONAL_TABLES.items():
-        checks.append(Check(f"table {table}", OK if table in tables else WARN, why if table not in tables else "present"))
+        present = table in tables
+        checks.append(Check(f"table {table}", OK if present else WARN, "present" if present else why))
     extensions = dict(conn.execute("SELECT extname, extversion FROM pg_extension").fetchall())
     available = {name for (name,) in conn.execute("SELECT name FROM pg_available_extensions")}
     if "vector" in extensions:

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import psycopg
 import sqlalchemy as sa
-from alembic import command, op
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
 import immich_search
+from alembic import command, op
 from immich_search.db import CONNECT_TIMEOUT_S
 from immich_search.errors import SchemaError
 from immich_search.sqlfiles import read_sql

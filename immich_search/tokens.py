@@ -116,7 +116,7 @@ def document_tokens(lines: Sequence[str]) -> list[Token]:
 def _word_variants(words: list[tuple[str, int]]) -> list[Token]:
     """Glued pairs and joined single-letter runs for the words of one line ('' marks a break)."""
     variants: list[Token] = []
-    for (first, position), (second, _) in zip(words, words[1:]):
+    for (first, position), (second, _) in zip(words, words[1:], strict=False):
         # Single letters are handled by the letter-run join below; gluing them adds only noise.
         if len(first) > 1 and len(second) > 1:
             variants.append(Token(first + second, position))

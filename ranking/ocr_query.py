@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from immich_search.ranking.query_language import ParsedQuery, Term
+
 from immich_search.textfold import fold
 from immich_search.tokens import MAX_LEXEME_BYTES, cjk_lexemes, quote_lexeme, segments
 

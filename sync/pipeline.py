@@ -14,16 +14,16 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from PIL import Image
-from psycopg_pool import ConnectionPool
-
-from immich_search.ocr_engine import OcrLine, RapidOcrEngine
-from immich_search.sqlfiles import query
 from immich_search.sync.decode import decode_preview
 from immich_search.sync.discovery import discover
 from immich_search.sync.errors import JobError
 from immich_search.sync.queue import ClaimedJob, JobQueue
 from immich_search.sync.sources import MediaFileSource, PreviewRequest
+from PIL import Image
+from psycopg_pool import ConnectionPool
+
+from immich_search.ocr_engine import OcrLine, RapidOcrEngine
+from immich_search.sqlfiles import query
 from immich_search.tokens import TOKENIZER_VERSION, document_tokens, tsvector_literal
 
 log = logging.getLogger(__name__)

@@ -12,8 +12,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from immich_search.errors import ConfigError
 from immich_search.sync.errors import PermanentJobError, RetryableJobError
+
+from immich_search.errors import ConfigError
 
 IMMICH_MEDIA_LOCATIONS = ("/data", "/usr/src/app/upload")
 """Immich's media roots inside its container: current (v1.137+) and older releases."""
