@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -189,9 +190,19 @@ def _progress() -> Progress:
 )
 @click.option("--force", is_flag=True, help="Redo every asset, even those already indexed.")
 @click.option("--batch-size", default=16, show_default=True, type=click.IntRange(1, 1000))
+@click.option("--watch", is_flag=True, help="Keep running: look for new and changed photos every --interval.")
+@click.option(
+    "--interval", default=30.0, show_default=True, type=click.FloatRange(1), help="Seconds between --watch polls."
+)
 @pass_settings
 def sync(
-    settings: Settings, media_root: str | None, immich_media_location: str | None, force: bool, batch_size: int
+    settings: Settings,
+    media_root: str | None,
+    immich_media_location: str | None,
+    force: bool,
+    batch_size: int,
+    watch: bool,
+    interval: float,
 ) -> None:
     """Index new and changed photos: OCR each preview and store its text for search.
 
@@ -202,6 +213,7 @@ def sync(
     Examples:
       immich-search sync --media-root /srv/immich/library
       immich-search sync --force
+      immich-search sync --watch --interval 60
     """
     from immich_search.db import open_pool
     from immich_search.sync.pipeline import OcrSync
@@ -211,19 +223,27 @@ def sync(
     source = MediaFileSource(root, immich_media_location)
     url = settings.resolve_url()
     _require_migrated(url)
-    with open_pool(url) as pool, _progress() as progress:
-        task = progress.add_task("OCR", total=None)
-
-        def on_progress(done: int, total: int) -> None:
-            progress.update(task, completed=done, total=total)
-
-        report = OcrSync(pool, source, batch_size=batch_size).run_once(force=force, on_progress=on_progress)
-    click.echo(
-        f"queued {report.queued}, indexed {report.done}, failed {report.failed} "
-        f"in {report.seconds:.1f} s ({report.images_per_second:.2f} images/s)"
-    )
-    for asset_id, error in report.errors[:20]:
-        click.echo(f"  {asset_id}: {error}", err=True)
+    with open_pool(url) as pool:
+        pipeline = OcrSync(pool, source, batch_size=batch_size)
+        while True:
+            with _progress() as progress:
+                task = progress.add_task("OCR", total=None)
+                report = pipeline.run_once(
+                    force=force,
+                    on_progress=lambda done, total, task=task: progress.update(task, completed=done, total=total),
+                )
+            if report.queued or report.done or report.failed or not watch:
+                click.echo(
+                    f"queued {report.queued}, indexed {report.done}, failed {report.failed} "
+                    f"in {report.seconds:.1f} s ({report.images_per_second:.2f} images/s)"
+                )
+            for asset_id, error in report.errors[:20]:
+                click.echo(f"  {asset_id}: {error}", err=True)
+            if not watch:
+                return
+            # Polling the updateId cursors is index-backed and cheap; LISTEN/NOTIFY wake-ups are planned.
+            force = False
+            time.sleep(interval)
 
 
 def _require_migrated(url: str) -> None:
