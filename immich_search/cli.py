@@ -22,6 +22,7 @@ from rich.table import Table
 from immich_search import __version__
 from immich_search.config import database_url_from_env
 from immich_search.errors import ConfigError, ImmichSearchError
+from immich_search.model_commands import models as models_group
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 console = Console(stderr=False)
@@ -369,6 +370,10 @@ def demo(settings: Settings, images: Path | None, workdir: Path | None) -> None:
 
         url = start_embedded(settings.embedded or default_embedded_dir())
     run_demo(url, images=images, workdir=workdir, console=console, progress=_progress())
+
+
+# `immich-search models list|verify|export`: the Chinese-CLIP model files (immich_search/model_commands.py).
+cli.add_command(models_group)
 
 
 def main() -> None:
