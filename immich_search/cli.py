@@ -250,6 +250,7 @@ def sync(
 def _require_migrated(url: str) -> None:
     from immich_search import migrate as migrations
 
+    _check_reachable(url)  # a clear one-line error, not SQLAlchemy's traceback, when the server is down
     if migrations.current_revision(url) != migrations.head_revision():
         raise ImmichSearchError("schema immich_search is missing or out of date: run `immich-search migrate`")
 
@@ -326,15 +327,16 @@ def search(
     print_hits(hits)
 
 
-def print_hits(hits) -> None:
-    """Print search hits as a table (file name, score, snippet)."""
+def print_hits(hits, out: Console | None = None) -> None:
+    """Print search hits as a table (file name, score, snippet) on ``out`` (default: standard output)."""
+    out = out or console
     if not hits:
-        console.print("[yellow]no matches[/yellow]")
+        out.print("[yellow]no matches[/yellow]")
         return
     table = Table("#", "file", "score", "snippet")
     for rank, hit in enumerate(hits, 1):
         table.add_row(str(rank), hit.original_file_name, f"{hit.score:.3f}", hit.snippet)
-    console.print(table)
+    out.print(table)
 
 
 @cli.command()

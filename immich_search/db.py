@@ -32,7 +32,8 @@ def connect(url: str, *, autocommit: bool = False) -> psycopg.Connection:
     try:
         conn = psycopg.connect(url, connect_timeout=CONNECT_TIMEOUT_S, autocommit=autocommit)
     except psycopg.OperationalError as exc:
-        raise DatabaseUnavailableError(f"cannot connect to the database {describe_url(url)}: {exc}") from exc
+        reason = " ".join(str(exc).split())  # libpq's message spans lines ("\n\tIs the server running...")
+        raise DatabaseUnavailableError(f"cannot connect to the database {describe_url(url)}: {reason}") from exc
     _register_vector(conn)
     return conn
 

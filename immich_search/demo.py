@@ -226,7 +226,7 @@ def run_demo(url: str, *, images: Path | None, workdir: Path | None, console: Co
 
         for text in queries:
             console.print(f"\n[bold cyan]immich-search search {text!r}[/bold cyan]")
-            print_hits(search_ocr(pool, text, user_id, limit=5))
+            print_hits(search_ocr(pool, text, user_id, limit=5), console)
     console.print(
         "\nThe same ranking from psql:\n"
         f"  SELECT * FROM immich_search.search_ocr('发票', '{user_id}');"

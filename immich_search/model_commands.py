@@ -57,17 +57,47 @@ if torch is not None and int(torch.__version__.split(".")[0]) >= 2:
     torch.onnx.export = _export_for_cn_clip
 try:
     import onnxmltools, onnxmltools.utils
-    from onnxconverter_common.float16 import convert_float_to_float16
 except ImportError:
-    pass
-else:
-    # onnxmltools >= 1.14 replaced convert_float_to_float16 by a stub that points at onnxconverter_common.
+    onnxmltools = None
+if onnxmltools is not None:
+    _to_fp16 = onnxmltools.utils.convert_float_to_float16
     if tuple(int(part) for part in onnxmltools.__version__.split(".")[:2]) >= (1, 14):
-        onnxmltools.utils.convert_float_to_float16 = convert_float_to_float16
+        # onnxmltools 1.14 replaced it by a stub that points at onnxconverter_common's.
+        from onnxconverter_common.float16 import convert_float_to_float16 as _to_fp16
+    def _fp16_for_cn_clip(model, *args, **kwargs):
+        # torch 2 writes Cast(to=float) nodes for cn-clip's `.type(dtype)` calls on float32 tensors;
+        # the converter leaves them alone (float16 and float32 tensors then meet) or drops them with
+        # the cast it puts after a float32 input. Retype those casts to float16 and make sure every
+        # float32 input is cast to float16.
+        from onnx import TensorProto, helper
+        exported = {{node.name for node in model.graph.node if node.op_type == "Cast"}}
+        converted = _to_fp16(model, *args, **kwargs)
+        graph = converted.graph
+        outputs = {{output.name for output in graph.output}}
+        for node in graph.node:
+            if node.op_type == "Cast" and node.name in exported and not set(node.output) & outputs:
+                for attribute in node.attribute:
+                    if attribute.name == "to" and attribute.i == TensorProto.FLOAT:
+                        attribute.i = TensorProto.FLOAT16
+        for value in graph.input:
+            if value.type.tensor_type.elem_type != TensorProto.FLOAT:
+                continue
+            users = [node for node in graph.node if value.name in node.input and node.op_type != "Cast"]
+            if users:
+                cast = value.name + "_to_float16"
+                for node in users:
+                    for index, name in enumerate(node.input):
+                        if name == value.name:
+                            node.input[index] = cast
+                graph.node.insert(0, helper.make_node(
+                    "Cast", [value.name], [cast], to=TensorProto.FLOAT16, name=cast))
+        return converted
+    onnxmltools.utils.convert_float_to_float16 = _fp16_for_cn_clip
 runpy.run_module("{EXPORTER_MODULE}", run_name="__main__", alter_sys=True)
 """
 """Runs cn-clip's exporter unchanged but for what newer libraries need: ``torch.onnx.export`` arguments
-for torch 2, and onnxconverter_common's float16 converter where onnxmltools (>= 1.14) dropped its own."""
+for torch 2; onnxconverter_common's float16 converter where onnxmltools (>= 1.14) dropped its own; and
+float16 ``Cast`` nodes where torch 2 writes float32 ones the converter leaves alone."""
 
 SMOKE_TEXT = "一只猫"
 """Text encoded by ``verify`` to prove the text model runs."""
@@ -321,10 +351,9 @@ def export_variant(
 
     Under torch 2 the script's ``torch.onnx.export`` calls get opset 14 instead of 13 (torch 2 exports
     attention as ``scaled_dot_product_attention``, which opset 13 lacks) and the TorchScript-based
-    exporter (``dynamo=False``) it was written for, and with onnxmltools >= 1.14 (which dropped
-    ``convert_float_to_float16``) onnxconverter_common's converter; see :data:`EXPORTER_SHIM`. With
-    torch 2 the fp16 files may not load (the converters miss the ``Cast`` nodes torch 2 emits); fp32 is
-    what :class:`~immich_search.clip_model.ClipModel` uses by default, and ``models verify`` tells.
+    exporter (``dynamo=False``) it was written for; the float16 conversion uses onnxconverter_common's
+    converter where onnxmltools >= 1.14 dropped its own, and repairs the float32 ``Cast`` nodes torch 2
+    writes; see :data:`EXPORTER_SHIM`. ``models verify`` loads and runs what was written.
 
     Args:
         arch: cn-clip architecture (``ViT-B-16``, ...).

@@ -68,5 +68,7 @@ def search_ocr(
     else:
         raise ValueError(f"tokenizer must be 'python' or 'sql', not {tokenizer!r}")
     with pool.connection() as conn:
-        rows = conn.execute(sql, params).fetchall()
+        # Never a server-side prepared statement: under a generic plan PostgreSQL cannot fold
+        # ocr_tsquery_v1(query) into a constant and rebuilds the tsquery for every row (seconds, not ms).
+        rows = conn.execute(sql, params, prepare=False).fetchall()
     return [SearchHit(str(a), name, float(score), snippet or "") for a, name, score, snippet in rows]

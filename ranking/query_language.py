@@ -61,7 +61,8 @@ class ParsedQuery:
 # classes depend on the database locale, reads queries exactly the same way. NFKC runs first and turns
 # the ideographic space, full-width colon and full-width quote into their ASCII forms.
 _SPACE = " \t\n\r\f\v"
-_PREFIX = re.compile(rf"^[{_SPACE}]*(ocr|clip)[{_SPACE}]*:[{_SPACE}]*", re.IGNORECASE)
+# ASCII-only case folding: with full Unicode folding "clıp:" (dotless i) would match and then fail Mode().
+_PREFIX = re.compile(rf"^[{_SPACE}]*(ocr|clip)[{_SPACE}]*:[{_SPACE}]*", re.IGNORECASE | re.ASCII)
 _TERM = re.compile(rf'(-?)"([^"]*)(?:"|$)|(-?)([^{_SPACE}]+)')
 # The curly quotes a Chinese keyboard types count as quotes.
 _QUOTES = str.maketrans({"“": '"', "”": '"'})

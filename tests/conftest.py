@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tempfile
 import uuid
 import warnings
 from pathlib import Path
@@ -49,12 +50,16 @@ def server_urls(tmp_path_factory) -> dict[str, str]:
         warnings.simplefilter("ignore")
         import pgserver
 
-        server = pgserver.get_server(tmp_path_factory.mktemp("pgserver"), cleanup_mode="stop")
+        # Not under pytest's basetemp: that tree is mode 0700, and as root pgserver runs PostgreSQL as its
+        # own `pgserver` user, which must be able to reach the data directory.
+        data_dir = Path(tempfile.mkdtemp(prefix="immich-search-pgserver-"))
+        server = pgserver.get_server(data_dir, cleanup_mode="stop")
     urls["embedded"] = server.get_uri("postgres")
     if os.environ.get("IMMICH_SEARCH_TEST_PG15_URL"):
         urls["pg15"] = os.environ["IMMICH_SEARCH_TEST_PG15_URL"]
     yield urls
     server.cleanup()
+    shutil.rmtree(data_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session", params=SERVERS)

@@ -38,6 +38,12 @@ CPU = [CPU_PROVIDER]
 RED, GREEN, BLUE, GREY = (255, 0, 0), (0, 255, 0), (0, 0, 255), (128, 128, 128)
 
 
+@pytest.fixture(autouse=True)
+def no_installed_cn_clip(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests see only the vocabularies they write, even where cn_clip happens to be installed."""
+    monkeypatch.setattr("immich_search.clip_tokenizer.cn_clip_vocab_path", lambda: None)
+
+
 @pytest.fixture(scope="module")
 def tiny() -> TinyClip:
     return TinyClip(embed_dim=8)
@@ -371,7 +377,7 @@ def test_clip_model_flat_directory(tmp_path: Path, aligned: TinyClip) -> None:
     assert model.encode_texts(["红"]).shape == (1, 512)
 
 
-def test_clip_model_missing_files(tmp_path: Path, aligned: TinyClip, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_clip_model_missing_files(tmp_path: Path, aligned: TinyClip) -> None:
     with pytest.raises(
         ModelError, match=r"no cn-clip ViT-B-16 model in .*vit-b-16.img.fp32.onnx.*models export"
     ):
@@ -379,7 +385,6 @@ def test_clip_model_missing_files(tmp_path: Path, aligned: TinyClip, monkeypatch
     with pytest.raises(ConfigError, match="unknown cn-clip model 'ViT-X'"):
         ClipModel.load(tmp_path, "ViT-X", providers=CPU)
     aligned.write_model_dir(tmp_path, vocab=False)
-    monkeypatch.setattr("immich_search.clip_tokenizer.cn_clip_vocab_path", lambda: None)
     with pytest.raises(ModelError, match="vocab.txt not found"):
         ClipModel.load(tmp_path, providers=CPU)
 

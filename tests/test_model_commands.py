@@ -5,11 +5,13 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import json
+import os
 import sys
 import textwrap
 from pathlib import Path
 
 import click
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -25,7 +27,7 @@ from immich_search.model_commands import (
     verify_variants,
 )
 from immich_search.model_manifest import load_manifest
-from immich_search.model_session import ModelError
+from immich_search.model_session import ModelError, OnnxSession
 from tests.clip_fixtures import VOCAB_SIZE, TinyClip, write_corrupt_model, write_vocab
 
 
@@ -314,6 +316,94 @@ def test_export_bad_arguments(tmp_path: Path, fake_cn_clip: Path) -> None:
         models, ["export", "--arch", "ViT-B-16", "--checkpoint", str(tmp_path / "nope.pt")]
     )
     assert result.exit_code == 2 and "does not exist" in result.output
+
+
+FAKE_TORCH_EXPORTER = """
+    # Stand-in for cn-clip's exporter: calls torch.onnx.export and onnxmltools' fp16 converter as it does.
+    import argparse, json, os
+    import numpy as np, onnx
+    from onnx import TensorProto, helper, numpy_helper
+    import torch.onnx
+    from onnxmltools.utils import convert_float_to_float16
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--save-onnx-path", required=True)
+    args, _ = parser.parse_known_args()
+    torch.onnx.export(None, (None,), args.save_onnx_path, opset_version=13, verbose=True)
+    weight = numpy_helper.from_array(np.arange(8, dtype=np.float32).reshape(4, 2) / 8, "weight")
+    for case in ("kept", "dropped"):
+        model = helper.make_model(helper.make_graph(
+            [helper.make_node("Cast", ["image"], ["as_float"], to=TensorProto.FLOAT, name="/Cast"),
+             helper.make_node("MatMul", ["as_float", "weight"], ["features"], name="/MatMul")],
+            case, [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 4])],
+            [helper.make_tensor_value_info("features", TensorProto.FLOAT, [1, 2])], initializer=[weight]),
+            opset_imports=[helper.make_opsetid("", 13)])
+        model.ir_version = 8
+        os.environ["FAKE_CONVERTER_CASE"] = case
+        onnx.save_model(convert_float_to_float16(model, keep_io_types=True, disable_shape_infer=True),
+                        f"{args.save_onnx_path}.{case}.fp16.onnx")
+"""
+
+FAKE_CONVERTER = """
+    # Does what onnxconverter_common's converter did to torch 2 exports: weights to float16, a cast to
+    # float32 before the output, and torch's Cast(to=float) either kept as it was or dropped.
+    import os
+    from onnx import TensorProto, helper, numpy_helper
+    def convert_float_to_float16(model, keep_io_types=False, disable_shape_infer=False):
+        graph = model.graph
+        weight = numpy_helper.to_array(graph.initializer[0]).astype("float16")
+        graph.initializer[0].CopyFrom(numpy_helper.from_array(weight, "weight"))
+        matmul = graph.node[1]
+        matmul.output[0] = "features_fp16"
+        graph.node.append(helper.make_node("Cast", ["features_fp16"], ["features"], to=TensorProto.FLOAT,
+                                           name="/MatMul_cast_to_features"))
+        if os.environ["FAKE_CONVERTER_CASE"] == "kept":
+            graph.node[0].input[0] = "image_fp16"
+            graph.node.insert(0, helper.make_node("Cast", ["image"], ["image_fp16"], to=TensorProto.FLOAT16,
+                                                  name="graph_input_cast0"))
+        else:
+            matmul.input[0] = "image"
+            graph.node.remove(graph.node[0])
+        return model
+"""
+
+
+def test_export_shim_adapts_torch_2_and_new_onnxmltools(
+    tmp_path: Path, fake_cn_clip: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    exporter = fake_cn_clip.parents[1] / "deploy" / "pytorch_to_onnx.py"
+    exporter.write_text(textwrap.dedent(FAKE_TORCH_EXPORTER))
+    shims = tmp_path / "shims"  # only the exporter's process sees these stand-ins
+    files = {
+        "torch/__init__.py": "__version__ = '2.8.0+cpu'\n",
+        "torch/onnx/__init__.py": (
+            "import json\n"
+            "def export(model, args, f, opset_version=None, dynamo=True, **kwargs):\n"
+            "    record = {'opset_version': opset_version, 'dynamo': dynamo}\n"
+            "    json.dump(record, open(f + '.export.json', 'w'))\n"
+        ),
+        "onnxmltools/__init__.py": "__version__ = '1.16.0'\n",
+        "onnxmltools/utils/__init__.py": (
+            "def convert_float_to_float16(*args, **kwargs):\n"
+            "    raise NotImplementedError('Please use from onnxconverter_common.float16 import ...')\n"
+        ),
+        "onnxconverter_common/__init__.py": "",
+        "onnxconverter_common/float16.py": textwrap.dedent(FAKE_CONVERTER),
+    }
+    for name, text in files.items():
+        (shims / name).parent.mkdir(parents=True, exist_ok=True)
+        (shims / name).write_text(text)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(fake_cn_clip.parents[2]), str(shims)]))
+    checkpoint = tmp_path / "ckpt.pt"
+    checkpoint.write_bytes(b"x")
+    out = tmp_path / "out"
+    with pytest.raises(ExportError, match="no complete model pair"):  # the stand-in writes no CLIP models
+        export_variant("ViT-B-16", checkpoint, output_dir=out)
+    assert json.loads((out / "vit-b-16.export.json").read_text()) == {"opset_version": 14, "dynamo": False}
+    image = np.array([[1.0, 2.0, 3.0, 4.0]], np.float32)
+    expected = image @ (np.arange(8, dtype=np.float32).reshape(4, 2) / 8)
+    for case in ("kept", "dropped"):
+        session = OnnxSession(out / f"vit-b-16.{case}.fp16.onnx", ["CPUExecutionProvider"])
+        assert np.allclose(session.run({"image": image})["features"], expected, atol=1e-2), case
 
 
 # -- help -------------------------------------------------------------------------------------------------

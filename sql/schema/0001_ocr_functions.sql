@@ -101,7 +101,9 @@ DECLARE
   result text;
 BEGIN
   body := regexp_replace(body, '^[ \t\n\r\f\v]*(ocr|clip)[ \t\n\r\f\v]*:[ \t\n\r\f\v]*', '', 'i');
-  FOR m IN SELECT regexp_matches(body, '(-?)"([^"]*)(?:"|$)|(-?)([^ \t\n\r\f\v]+)', 'g') LOOP
+  -- PostgreSQL's regular expressions take the longest alternative where Python's take the first; the
+  -- lookahead keeps a word from starting where a quote term starts ('"a"b' is the phrase a, then b).
+  FOR m IN SELECT regexp_matches(body, '(-?)"([^"]*)(?:"|$)|(?!-?")(-?)([^ \t\n\r\f\v]+)', 'g') LOOP
     IF m[2] IS NOT NULL THEN
       term := btrim(m[2], E' \t\n\r\f' || chr(11));
       is_phrase := true;
