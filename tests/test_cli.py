@@ -234,8 +234,9 @@ def test_env_nothing_set():
 def test_env_parts_with_immich_defaults():
     assert database_url_from_env({"DB_PASSWORD": "secret"}) == "postgresql://postgres:secret@database:5432/immich"
     assert (
-        database_url_from_env({"DB_HOSTNAME": "db.lan", "DB_PORT": "5433", "DB_USERNAME": "immich",
-                               "DB_DATABASE_NAME": "photos"})
+        database_url_from_env(
+            {"DB_HOSTNAME": "db.lan", "DB_PORT": "5433", "DB_USERNAME": "immich", "DB_DATABASE_NAME": "photos"}
+        )
         == "postgresql://immich:postgres@db.lan:5433/photos"
     )
 

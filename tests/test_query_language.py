@@ -100,8 +100,30 @@ def test_terms_keep_their_text_unfolded():
 
 
 _PIECES = st.sampled_from(
-    ['"', "-", ":", "ocr:", "OCR:", "clip:", "ＯＣＲ：", "“", "”", "'", "\\", "发票", "wild", "😀", " ", "\t", "\n",
-     "\u3000", "\u00a0", "\x00", "clıp:", "İ"]
+    [
+        '"',
+        "-",
+        ":",
+        "ocr:",
+        "OCR:",
+        "clip:",
+        "ＯＣＲ：",
+        "“",
+        "”",
+        "'",
+        "\\",
+        "发票",
+        "wild",
+        "😀",
+        " ",
+        "\t",
+        "\n",
+        "\u3000",
+        "\u00a0",
+        "\x00",
+        "clıp:",
+        "İ",
+    ]
 )
 _QUERIES = st.lists(st.one_of(_PIECES, st.characters(), st.text(max_size=5)), max_size=15).map("".join)
 

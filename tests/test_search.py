@@ -35,19 +35,30 @@ def add_user(conn: psycopg.Connection, email: str) -> str:
     return str(conn.execute('INSERT INTO public."user" (email) VALUES (%s) RETURNING id', (email,)).fetchone()[0])
 
 
-def add_asset(conn, owner: str, name: str, lines: list[str], *, age_days: int, visibility: str = "timeline",
-              trashed: bool = False) -> str:
+def add_asset(
+    conn, owner: str, name: str, lines: list[str], *, age_days: int, visibility: str = "timeline", trashed: bool = False
+) -> str:
     asset_id = str(uuid.uuid4())
     conn.execute(
         'INSERT INTO public.asset (id, "ownerId", type, "originalPath", "originalFileName", checksum, '
         '"fileCreatedAt", visibility, "deletedAt") '
         "VALUES (%s, %s, 'IMAGE', %s, %s, %s, now() - make_interval(days => %s), %s, "
         "CASE WHEN %s THEN now() END)",
-        (asset_id, owner, f"/data/upload/{name}", name, hashlib.sha1(asset_id.encode()).digest(), age_days,
-         visibility, trashed),
+        (
+            asset_id,
+            owner,
+            f"/data/upload/{name}",
+            name,
+            hashlib.sha1(asset_id.encode()).digest(),
+            age_days,
+            visibility,
+            trashed,
+        ),
     )
-    ocr_lines = [OcrLine(text, 0.95, (0.1, 0.1 * i, 0.9, 0.1 * i, 0.9, 0.1 * i + 0.05, 0.1, 0.1 * i + 0.05))
-                 for i, text in enumerate(lines)]
+    ocr_lines = [
+        OcrLine(text, 0.95, (0.1, 0.1 * i, 0.9, 0.1 * i, 0.9, 0.1 * i + 0.05, 0.1, 0.1 * i + 0.05))
+        for i, text in enumerate(lines)
+    ]
     conn.execute(query("upsert_ocr"), ocr_row(asset_id, ocr_lines, "test-model"))
     return asset_id
 
@@ -100,8 +111,15 @@ def library(server, migrated_template):
     drop_database(server, name)
 
 
-def search(lib: Library, text: str, user: str = "alice", tokenizer: str = "python", *, limit: int = 50,
-           include_locked: bool = False) -> list[SearchHit]:
+def search(
+    lib: Library,
+    text: str,
+    user: str = "alice",
+    tokenizer: str = "python",
+    *,
+    limit: int = 50,
+    include_locked: bool = False,
+) -> list[SearchHit]:
     user_id = lib.users[user] if user in lib.users else user
     if tokenizer == "psql":
         with psycopg.connect(lib.url) as conn:
@@ -202,8 +220,12 @@ def test_limit_offset_and_stable_ties(library, tokenizer):
                 ).fetchall()
             pages += [str(r[0]) for r in rows]
         else:
-            pages += [h.asset_id for h in search_ocr(library.pool, "sale", library.users["alice"], limit=1,
-                                                     offset=offset, tokenizer=tokenizer)]
+            pages += [
+                h.asset_id
+                for h in search_ocr(
+                    library.pool, "sale", library.users["alice"], limit=1, offset=offset, tokenizer=tokenizer
+                )
+            ]
     assert pages == [hit.asset_id for hit in everything]
     assert [h.asset_id for h in search(library, "sale", tokenizer=tokenizer)] == [h.asset_id for h in everything]
 
@@ -216,9 +238,32 @@ def test_python_and_sql_tokenizers_agree_on_results(library):
 
 
 MALFORMED = [
-    '"', "-", "ocr:", "'; drop table x; --", "x" * 10_000, "发票" * 1_000, "wild 发票 " * 100, "😀", "😀 sale",
-    '"""', "---", "ocr:-", "clip:", "\\", "a:b:c", "( ) & | ! <->", "'sale':*", "sale & !today", "\x01\x02",
-    "\u200b", " \t\n", "ＯＣＲ：", 'ocr:"', '-"sale"', "'", "''",
+    '"',
+    "-",
+    "ocr:",
+    "'; drop table x; --",
+    "x" * 10_000,
+    "发票" * 1_000,
+    "wild 发票 " * 100,
+    "😀",
+    "😀 sale",
+    '"""',
+    "---",
+    "ocr:-",
+    "clip:",
+    "\\",
+    "a:b:c",
+    "( ) & | ! <->",
+    "'sale':*",
+    "sale & !today",
+    "\x01\x02",
+    "\u200b",
+    " \t\n",
+    "ＯＣＲ：",
+    'ocr:"',
+    '-"sale"',
+    "'",
+    "''",
 ]
 
 

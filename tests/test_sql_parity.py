@@ -281,7 +281,5 @@ def test_sql_tokenizer_never_raises(conn, query, strict):
 @DB_SETTINGS
 @given(text=st.text(_ASSIGNED, max_size=30))
 def test_segments_parity_property(conn, text):
-    rows = conn.execute(
-        "SELECT kind, segment FROM immich_search.segments_v1(%s) ORDER BY ordinal", (text,)
-    ).fetchall()
+    rows = conn.execute("SELECT kind, segment FROM immich_search.segments_v1(%s) ORDER BY ordinal", (text,)).fetchall()
     assert [tuple(r) for r in rows] == segments(fold(text))

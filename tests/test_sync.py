@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import os
 import threading
-import time
 from pathlib import Path
 
 import psycopg
@@ -114,8 +113,9 @@ def test_sync_indexes_then_does_no_repeated_work(db, tmp_path, ocr_engine):
     import_library(db, library, media)
     ids = assets_by_name(db)
     with psycopg.connect(db) as conn:
-        conn.execute('UPDATE public.asset SET "deletedAt" = now(), status = \'trashed\' WHERE id = %s',
-                     (ids["trashed.jpg"],))
+        conn.execute(
+            "UPDATE public.asset SET \"deletedAt\" = now(), status = 'trashed' WHERE id = %s", (ids["trashed.jpg"],)
+        )
     live = [p.name for p in library if p.name != "trashed.jpg"]
 
     first = sync(db, media, ocr_engine)
@@ -161,7 +161,7 @@ def test_sync_indexes_then_does_no_repeated_work(db, tmp_path, ocr_engine):
     with psycopg.connect(db) as conn:
         before = conn.execute('SELECT "updateId" FROM public.asset_file WHERE "assetId" = %s', (road_id,)).fetchone()
         conn.execute(
-            'UPDATE public.asset_file SET path = %s WHERE "assetId" = %s AND type = \'preview\'',
+            "UPDATE public.asset_file SET path = %s WHERE \"assetId\" = %s AND type = 'preview'",
             (f"{IMMICH_MEDIA_LOCATION}/thumbs/edited/{road_id}_preview.jpeg", road_id),
         )
         after = conn.execute('SELECT "updateId" FROM public.asset_file WHERE "assetId" = %s', (road_id,)).fetchone()
@@ -229,9 +229,7 @@ def test_failures_are_recorded_and_the_run_continues(db, tmp_path, ocr_engine):
     directory.mkdir()
     with psycopg.connect(db) as conn:
         for name, path in (("outside", "/etc/passwd"), ("climbs_out", f"{IMMICH_MEDIA_LOCATION}/../etc/passwd")):
-            conn.execute(
-                "UPDATE public.asset_file SET path = %s WHERE \"assetId\" = %s", (path, ids[f"{name}.jpg"])
-            )
+            conn.execute('UPDATE public.asset_file SET path = %s WHERE "assetId" = %s', (path, ids[f"{name}.jpg"]))
 
     report = sync(db, media, ocr_engine)
     assert report.queued == len(names) + 1
@@ -287,6 +285,26 @@ def test_unreadable_preview_is_retryable(db, tmp_path, ocr_engine):
     assert report.failed == 1
     job = jobs_by_name(db)["locked.jpg"]
     assert job["state"] == "pending" and job["later"]
+    assert "permission denied" in job["error"]
+
+
+def test_permission_denied_is_retryable(db, tmp_path, ocr_engine, monkeypatch):
+    """The same as above for any user: the read itself is made to fail with EACCES."""
+    photos, media = tmp_path / "photos", tmp_path / "media"
+    import_library(db, [plain_photo(photos, "locked.jpg", (5, 5, 6))], media)
+    denied = preview_file(db, media, assets_by_name(db)["locked.jpg"])
+    read_bytes = Path.read_bytes
+
+    def guarded(self: Path) -> bytes:
+        if self == denied:
+            raise PermissionError(13, "Permission denied", str(self))
+        return read_bytes(self)
+
+    monkeypatch.setattr(Path, "read_bytes", guarded)
+    report = sync(db, media, ocr_engine)
+    assert (report.done, report.failed) == (0, 1)
+    job = jobs_by_name(db)["locked.jpg"]
+    assert job["state"] == "pending" and job["later"] and job["attempts"] == 1
     assert "permission denied" in job["error"]
 
 
@@ -390,13 +408,14 @@ def test_concurrent_claims_take_each_job_once(db, tmp_path):
 def test_expired_lease_is_taken_over(db, tmp_path):
     (asset,) = queue_library(db, tmp_path, 1)
     with open_pool(db) as pool:
-        old = JobQueue(pool, owner="old", lease_s=0.2)
+        old = JobQueue(pool, owner="old", lease_s=300)
         new = JobQueue(pool, owner="new")
         (job_old,) = old.claim(["ocr"], 5)
         assert job_old.asset_id == asset and job_old.attempts == 1
         assert new.claim(["ocr"], 5) == [], "a live lease is not taken"
         assert new.count_runnable(["ocr"]) == 0
-        time.sleep(0.5)
+        with pool.connection() as conn:  # the old worker hangs until its lease runs out
+            conn.execute("UPDATE immich_search.job SET lease_expires_at = now() - interval '1 second'")
         assert new.count_runnable(["ocr"]) == 1
         (job_new,) = new.claim(["ocr"], 5)
         assert job_new.asset_id == asset and job_new.attempts == 2
@@ -418,8 +437,7 @@ def test_release_returns_claimed_jobs(db, tmp_path):
         assert len(queue.claim(["ocr"], 2)) == 2
         queue.release()
         jobs = jobs_by_name(db)
-        assert all(job["state"] == "pending" and job["attempts"] == 0 and job["owner"] is None
-                   for job in jobs.values())
+        assert all(job["state"] == "pending" and job["attempts"] == 0 and job["owner"] is None for job in jobs.values())
         assert queue.count_runnable(["ocr"]) == 3
 
 
