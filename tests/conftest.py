@@ -120,6 +120,16 @@ def db(server, migrated_template) -> str:
     drop_database(server, name)
 
 
+@pytest.fixture(scope="module")
+def conn(server, migrated_template):
+    """One autocommit connection to a fresh migrated database, shared by this module's read-only tests."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    url = create_database(server, name, template=migrated_template)
+    with psycopg.connect(url, autocommit=True) as connection:
+        yield connection
+    drop_database(server, name)
+
+
 @pytest.fixture(scope="session")
 def ocr_engine():
     from immich_search.ocr_engine import RapidOcrEngine

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import uuid
 from pathlib import Path
 
 import psycopg
@@ -15,21 +14,11 @@ from immich_search.ranking.query_language import _SPACE, parse
 
 from immich_search.textfold import fold
 from immich_search.tokens import CJK_CLASS, WORD_CLASS, segments, sql_regex_class
-from tests.conftest import corpus_queries, create_database, drop_database
+from tests.conftest import corpus_queries
 
 REPO = Path(__file__).resolve().parents[1]
 FUNCTIONS_SQL = (REPO / "sql" / "schema" / "0001_ocr_functions.sql").read_text(encoding="utf-8")
 DB_SETTINGS = settings(max_examples=200, deadline=None)
-
-
-@pytest.fixture(scope="module")
-def conn(server, migrated_template):
-    """One autocommit connection to a fresh migrated database, shared by this module's read-only tests."""
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    url = create_database(server, name, template=migrated_template)
-    with psycopg.connect(url, autocommit=True) as connection:
-        yield connection
-    drop_database(server, name)
 
 
 def regex_classes(sql: str) -> list[str]:

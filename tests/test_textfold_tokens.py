@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
 
 import psycopg
@@ -20,20 +19,9 @@ from immich_search.tokens import (
     segments,
     tsvector_literal,
 )
-from tests.conftest import create_database, drop_database
 
 REPO = Path(__file__).resolve().parents[1]
 DB_SETTINGS = settings(max_examples=150, deadline=None)
-
-
-@pytest.fixture(scope="module")
-def conn(server, migrated_template):
-    """One autocommit connection to a fresh migrated database, shared by this module's read-only tests."""
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    url = create_database(server, name, template=migrated_template)
-    with psycopg.connect(url, autocommit=True) as connection:
-        yield connection
-    drop_database(server, name)
 
 
 # ---------------------------------------------------------------------------------------------------------
