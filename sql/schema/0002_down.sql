@@ -1,0 +1,2 @@
+-- Revision 0002 down.
+SELECT 1;

@@ -1,0 +1,2 @@
+-- Revision 0003 down.
+SELECT 1;

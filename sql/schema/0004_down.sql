@@ -1,0 +1,2 @@
+-- Revision 0004 down.
+SELECT 1;
