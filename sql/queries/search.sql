@@ -2,8 +2,8 @@
 
 -- name: search_ocr_tsquery
 SELECT asset_id, original_file_name, score, snippet
-FROM immich_search.search_ocr_tsquery_v1(%(loose)s::tsquery, %(strict)s::tsquery, %(user_id)s::uuid,
-                                         %(k)s, %(offset)s, %(include_locked)s)
+FROM immich_search.search_ocr_tsquery(%(loose)s::tsquery, %(strict)s::tsquery, %(user_id)s::uuid,
+                                      %(k)s, %(offset)s, %(include_locked)s)
 
 -- name: search_ocr_sql
 SELECT asset_id, original_file_name, score, snippet

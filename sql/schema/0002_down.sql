@@ -1,2 +1,2 @@
 -- Revision 0002 down.
-SELECT 1;
+DROP FUNCTION IF EXISTS immich_search.search_ocr_tsquery(tsquery, tsquery, uuid, integer, integer, boolean);
