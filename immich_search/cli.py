@@ -20,6 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from immich_search import __version__
+from immich_search.clip_options import clip_model_options, load_clip_model
 from immich_search.config import database_url_from_env
 from immich_search.errors import ConfigError, ImmichSearchError
 from immich_search.model_commands import models as models_group
@@ -195,6 +196,7 @@ def _progress() -> Progress:
 @click.option(
     "--interval", default=30.0, show_default=True, type=click.FloatRange(1), help="Seconds between --watch polls."
 )
+@clip_model_options
 @pass_settings
 def sync(
     settings: Settings,
@@ -204,39 +206,50 @@ def sync(
     batch_size: int,
     watch: bool,
     interval: float,
+    clip: bool | None,
+    clip_model_dir: Path | None,
+    clip_arch: str | None,
 ) -> None:
-    """Index new and changed photos: OCR each preview and store its text for search.
+    """Index new and changed photos: OCR text and, with a cn-clip model, image vectors for search.
 
-    A second run does no repeated work. A missing or corrupt preview is recorded on its job with the
-    reason (see the summary) and never stops the run.
+    Each preview is read and decoded once for both. A second run does no repeated work. A missing or
+    corrupt preview is recorded on its job with the reason (see the summary) and never stops the run.
+    Changing the CLIP model (--clip-arch) re-embeds the library, as in Immich.
 
     \b
     Examples:
       immich-search sync --media-root /srv/immich/library
+      immich-search sync --clip-model-dir /models --clip-arch ViT-B-16
       immich-search sync --force
       immich-search sync --watch --interval 60
     """
     from immich_search.db import open_pool
-    from immich_search.sync.pipeline import OcrSync
+    from immich_search.sync.pipeline import SyncPipeline
     from immich_search.sync.sources import MediaFileSource
+    from immich_search.sync.tasks import ClipTask, OcrTask
 
     root = media_root or os.environ.get("IMMICH_MEDIA_LOCATION") or "/data"
     source = MediaFileSource(root, immich_media_location)
     url = settings.resolve_url()
     _require_migrated(url)
+    model, why_not = load_clip_model(clip, clip_model_dir, clip_arch, "image")
+    if why_not:
+        err_console.print(f"[yellow]{why_not}[/yellow]\n[yellow]indexing OCR text only.[/yellow]")
+    tasks = [OcrTask()] + ([ClipTask(model)] if model else [])
     with open_pool(url) as pool:
-        pipeline = OcrSync(pool, source, batch_size=batch_size)
+        pipeline = SyncPipeline(pool, source, tasks, batch_size=batch_size)
         while True:
             with _progress() as progress:
-                task = progress.add_task("OCR", total=None)
+                task = progress.add_task(" + ".join(t.name.upper() for t in tasks), total=None)
                 report = pipeline.run_once(
                     force=force,
                     on_progress=lambda done, total, task=task: progress.update(task, completed=done, total=total),
                 )
             if report.queued or report.done or report.failed or not watch:
+                per_task = ", ".join(f"{name} {count}" for name, count in sorted(report.by_task.items()))
                 click.echo(
-                    f"queued {report.queued}, indexed {report.done}, failed {report.failed} "
-                    f"in {report.seconds:.1f} s ({report.images_per_second:.2f} images/s)"
+                    f"queued {report.queued}, indexed {report.done}{f' ({per_task})' if per_task else ''}, "
+                    f"failed {report.failed} in {report.seconds:.1f} s ({report.images_per_second:.2f} jobs/s)"
                 )
             for asset_id, error in report.errors[:20]:
                 click.echo(f"  {asset_id}: {error}", err=True)
@@ -291,6 +304,21 @@ def resolve_user(pool, who: str | None) -> tuple[str, str]:
     help="Tokenise the query with jieba in Python, or in SQL exactly as psql users get it.",
 )
 @click.option("--include-locked", is_flag=True, help="Also search the user's locked folder.")
+@click.option(
+    "--mode",
+    type=click.Choice(["ocr", "clip", "hybrid"]),
+    help="Override the query's mode (default: its prefix, ocr: or clip:, else hybrid).",
+)
+@click.option(
+    "--fusion",
+    type=click.Choice(["rrf", "convex"]),
+    default="rrf",
+    show_default=True,
+    help="Hybrid fusion: reciprocal rank fusion (k=60) or a convex combination of normalised scores.",
+)
+@click.option("--ocr-weight", default=1.0, show_default=True, type=click.FloatRange(0), help="Weight of the text.")
+@click.option("--clip-weight", default=1.0, show_default=True, type=click.FloatRange(0), help="Weight of CLIP.")
+@clip_model_options
 @pass_settings
 def search(
     settings: Settings,
@@ -301,26 +329,61 @@ def search(
     as_json: bool,
     tokenizer: str,
     include_locked: bool,
+    mode: str | None,
+    fusion: str,
+    ocr_weight: float,
+    clip_weight: float,
+    clip: bool | None,
+    clip_model_dir: Path | None,
+    clip_arch: str | None,
 ) -> None:
-    """Search photos by the text in them, ranked by relevance.
+    """Search photos by the text in them and by what they show, ranked in the database.
 
-    QUERY uses the search-bar language: `ocr:发票`, `ocr:"boarding pass"`, `-word` to exclude.
+    QUERY uses the search-bar language: `ocr:发票` (text only), `clip:一只猫` (CLIP only), a plain
+    query ranks by both (needs a cn-clip model, else text only); quotes make phrases, `-word` excludes.
 
     \b
     Examples:
+      immich-search search '一只猫' --user alice@example.com
       immich-search search 'ocr:发票' --user alice@example.com
       immich-search search 'ocr:"wild life" -crossing' --limit 20 --json
+      immich-search search 'clip:海边的日落' --clip-model-dir /models
+      immich-search search '生日蛋糕' --fusion convex --ocr-weight 0.6 --clip-weight 0.4
     """
     from immich_search.db import open_pool
+    from immich_search.ranking.hybrid_search import search as hybrid_search
     from immich_search.ranking.ocr_search import search_ocr
+    from immich_search.ranking.query_language import Mode, parse
 
     url = settings.resolve_url()
     _require_migrated(url)
+    chosen = Mode(mode) if mode else parse(query).mode
+    model = None
+    if chosen is not Mode.OCR:
+        model, why_not = load_clip_model(True if chosen is Mode.CLIP else clip, clip_model_dir, clip_arch, "text")
+        if why_not:
+            err_console.print(f"[yellow]{why_not}[/yellow]\n[yellow]ranking by OCR text only.[/yellow]")
     with open_pool(url) as pool:
         user_id, _ = resolve_user(pool, who)
-        hits = search_ocr(
-            pool, query, user_id, limit=limit, offset=offset, include_locked=include_locked, tokenizer=tokenizer
-        )
+        if chosen is Mode.OCR or (chosen is Mode.HYBRID and model is None):
+            hits = search_ocr(
+                pool, query, user_id, limit=limit, offset=offset, include_locked=include_locked, tokenizer=tokenizer
+            )
+        else:
+            hits = hybrid_search(
+                pool,
+                query,
+                user_id,
+                limit=limit,
+                offset=offset,
+                include_locked=include_locked,
+                encoder=model,
+                mode=chosen,
+                fusion=fusion,
+                ocr_weight=ocr_weight,
+                clip_weight=clip_weight,
+                tokenizer=tokenizer,
+            )
     if as_json:
         click.echo(json.dumps([hit.as_json() for hit in hits], ensure_ascii=False, indent=2))
         return

@@ -3,6 +3,9 @@
 Two cursors follow Immich's uuid-v7 ``"updateId"`` columns: ``asset`` (new, edited, trashed or restored
 assets) and ``asset_file`` previews (a preview regenerated after an edit or rotation, Immich #30992). A
 job is requeued only when its preview changed, so a second run does no repeated work.
+
+Each task keeps its own pair of cursors, so a task enabled later (``clip`` once a model is installed)
+walks the whole library once while the others carry on from where they were.
 """
 
 from __future__ import annotations
@@ -16,6 +19,13 @@ from immich_search.sqlfiles import query
 ZERO_UUID = "00000000-0000-0000-0000-000000000000"
 PAGE_SIZE = 2000
 CURSORS = (("asset", "discover_changed_assets"), ("asset_file_preview", "discover_changed_previews"))
+"""(cursor name, query) pairs; the ``ocr`` task uses the names as they are (revision 0001's), other
+tasks prefix them with ``<task>:``."""
+
+
+def cursor_name(task: str, name: str) -> str:
+    """Return the cursor name of ``task`` for the Immich table cursor ``name``."""
+    return name if task == "ocr" else f"{task}:{name}"
 
 
 def discover(pool: ConnectionPool, tasks: Sequence[str], *, force: bool = False) -> int:
@@ -29,11 +39,16 @@ def discover(pool: ConnectionPool, tasks: Sequence[str], *, force: bool = False)
     Returns:
         The number of (asset, task) jobs queued or requeued.
     """
+    return sum(_discover_task(pool, task, force) for task in tasks)
+
+
+def _discover_task(pool: ConnectionPool, task: str, force: bool) -> int:
     queued = 0
     # A forced rescan walks every asset once; the preview cursor has nothing to add to it.
-    for cursor_name, query_name in CURSORS[:1] if force else CURSORS:
+    for base_name, query_name in CURSORS[:1] if force else CURSORS:
+        name = cursor_name(task, base_name)
         with pool.connection() as conn:
-            row = conn.execute(query("get_cursor"), {"name": cursor_name}).fetchone()
+            row = conn.execute(query("get_cursor"), {"name": name}).fetchone()
         cursor = ZERO_UUID if force or row is None else str(row[0])
         while True:
             with pool.connection() as conn, conn.transaction():
@@ -47,13 +62,13 @@ def discover(pool: ConnectionPool, tasks: Sequence[str], *, force: bool = False)
                         {
                             "asset_ids": [asset_id for asset_id, _ in ready],
                             "preview_update_ids": [preview for _, preview in ready],
-                            "tasks": list(tasks),
+                            "tasks": [task],
                             "force": force,
                         },
                     )
                     queued += result.rowcount
                 cursor = str(rows[-1][1])
-                conn.execute(query("set_cursor"), {"name": cursor_name, "update_id": cursor})
+                conn.execute(query("set_cursor"), {"name": name, "update_id": cursor})
             if len(rows) < PAGE_SIZE:
                 break
     return queued

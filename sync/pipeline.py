@@ -1,16 +1,17 @@
-"""The sync pipeline: claim a batch -> read and decode previews -> OCR -> write the batch -> acknowledge.
+"""The sync pipeline: claim a batch -> read and decode previews -> OCR and CLIP -> write -> acknowledge.
 
-Reading and decoding the next batch runs in a background thread while the current batch is recognised,
-so the model, which dominates the time, is kept busy. Each batch is written in one transaction together
-with the acknowledgements of its jobs. A failure is recorded on its job and never stops the run.
+A batch holds the jobs of up to ``batch_size`` assets for every enabled task; each preview is read and
+decoded once and handed to every task that asset has a job for. Reading and decoding the next batch
+runs in a background thread while the current batch is computed, so the models, which dominate the
+time, are kept busy. Each batch is written in one transaction together with the acknowledgements of its
+jobs. A failure is recorded on its job and never stops the run.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -19,12 +20,14 @@ from immich_search.sync.discovery import discover
 from immich_search.sync.errors import JobError
 from immich_search.sync.queue import ClaimedJob, JobQueue
 from immich_search.sync.sources import MediaFileSource, PreviewRequest
+from immich_search.sync.tasks import OcrTask, Task, ocr_row
 from PIL import Image
 from psycopg_pool import ConnectionPool
 
-from immich_search.ocr_engine import OcrLine, RapidOcrEngine
+from immich_search.ocr_engine import RapidOcrEngine
 from immich_search.sqlfiles import query
-from immich_search.tokens import TOKENIZER_VERSION, document_tokens, tsvector_literal
+
+__all__ = ["DEFAULT_BATCH_SIZE", "OcrSync", "SyncPipeline", "SyncReport", "ocr_row"]
 
 log = logging.getLogger(__name__)
 
@@ -32,18 +35,22 @@ DEFAULT_BATCH_SIZE = 16
 """Assets per claimed batch (one transaction each)."""
 
 ProgressCallback = Callable[[int, int], None]
-"""Called with (jobs finished so far, jobs known) after each job."""
+"""Called with (jobs finished so far, jobs known) after each batch."""
 
 
 @dataclass
 class SyncReport:
-    """What one pass did: jobs ``done``, ``failed`` (recorded with a reason), ``seconds`` of wall time."""
+    """What one pass did: jobs ``done``, ``failed`` (recorded with a reason), ``seconds`` of wall time.
+
+    ``errors`` lists ``(asset id, "task: reason")``; ``by_task`` counts finished jobs per task.
+    """
 
     queued: int = 0
     done: int = 0
     failed: int = 0
     seconds: float = 0.0
     errors: list[tuple[str, str]] = field(default_factory=list)
+    by_task: dict[str, int] = field(default_factory=dict)
 
     @property
     def images_per_second(self) -> float:
@@ -52,59 +59,46 @@ class SyncReport:
 
 
 @dataclass
-class _Decoded:
-    job: ClaimedJob
+class _Asset:
+    """One claimed asset: its jobs (one per task) and its decoded preview or the reason it has none."""
+
+    asset_id: str
+    jobs: list[ClaimedJob]
     image: Image.Image | None = None
     error: JobError | None = None
 
 
-def ocr_row(asset_id: str, lines: list[OcrLine], model: str, source: str = "rapidocr") -> dict:
-    """Build the ``upsert_ocr`` parameters of an asset from its recognised lines (reading order)."""
-    texts = [line.text for line in lines]
-    return {
-        "asset_id": asset_id,
-        "source": source,
-        "model": model,
-        "lines": json.dumps([line.as_json() for line in lines], ensure_ascii=False),
-        "text": "\n".join(texts),
-        "search_vector": tsvector_literal(document_tokens(texts)),
-        "tokenizer_version": TOKENIZER_VERSION,
-    }
-
-
-class OcrSync:
-    """Runs the OCR task over the queue.
+class SyncPipeline:
+    """Runs the enabled tasks over the queue.
 
     Args:
         pool: connections to Immich's database (migrated).
         source: where preview bytes come from.
-        engine: the OCR engine (created lazily when ``None``: loading models takes a second).
+        tasks: what to compute, e.g. ``[OcrTask(), ClipTask(model)]`` (names must be distinct).
         batch_size: assets per claimed batch.
         queue: the job queue (default: a new worker identity on ``pool``).
-    """
 
-    TASK = "ocr"
+    Raises:
+        ValueError: no task, or two tasks with one name.
+    """
 
     def __init__(
         self,
         pool: ConnectionPool,
         source: MediaFileSource,
-        engine: RapidOcrEngine | None = None,
+        tasks: Sequence[Task],
         batch_size: int = DEFAULT_BATCH_SIZE,
         queue: JobQueue | None = None,
     ) -> None:
+        names = [task.name for task in tasks]
+        if not names or len(set(names)) != len(names):
+            raise ValueError(f"tasks must be distinct and at least one, got {names}")
         self.pool = pool
         self.source = source
-        self._engine = engine
+        self.tasks = {task.name: task for task in tasks}
         self.batch_size = batch_size
         self.queue = queue or JobQueue(pool)
-
-    @property
-    def engine(self) -> RapidOcrEngine:
-        """The OCR engine, loaded on first use."""
-        if self._engine is None:
-            self._engine = RapidOcrEngine()
-        return self._engine
+        self._prepared = False
 
     def run_once(self, *, force: bool = False, on_progress: ProgressCallback | None = None) -> SyncReport:
         """Discover changes, then process every due job until the queue is empty.
@@ -117,17 +111,22 @@ class OcrSync:
             A :class:`SyncReport` of this pass.
         """
         started = time.monotonic()
-        report = SyncReport(queued=discover(self.pool, [self.TASK], force=force))
-        total = self.queue.count_runnable([self.TASK])
+        if not self._prepared:
+            for task in self.tasks.values():
+                task.prepare(self.pool)
+            self._prepared = True
+        names = list(self.tasks)
+        report = SyncReport(queued=discover(self.pool, names, force=force))
+        total = self.queue.count_runnable(names)
         finished = 0
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode") as reader:
-            pending: Future[list[_Decoded]] | None = self._prefetch(reader)
+            pending: Future[list[_Asset]] | None = self._prefetch(reader)
             try:
                 while pending is not None:
                     batch = pending.result()
                     if not batch:
                         break
-                    pending = self._prefetch(reader)  # overlap reading the next batch with OCR
+                    pending = self._prefetch(reader)  # overlap reading the next batch with inference
                     finished += self._process(batch, report)
                     if on_progress:
                         on_progress(finished, max(total, finished))
@@ -142,46 +141,73 @@ class OcrSync:
         report.seconds = time.monotonic() - started
         return report
 
-    def _prefetch(self, reader: ThreadPoolExecutor) -> Future[list[_Decoded]]:
+    def _prefetch(self, reader: ThreadPoolExecutor) -> Future[list[_Asset]]:
         return reader.submit(self._claim_and_decode)
 
-    def _claim_and_decode(self) -> list[_Decoded]:
-        jobs = self.queue.claim([self.TASK], self.batch_size)
+    def _claim_and_decode(self) -> list[_Asset]:
+        # Jobs of one asset share run_after and are claimed together (ordered by run_after, asset_id).
+        jobs = self.queue.claim(list(self.tasks), self.batch_size * len(self.tasks))
         if not jobs:
             return []
-        with self.pool.connection() as conn:
-            rows = conn.execute(query("job_inputs"), {"asset_ids": [job.asset_id for job in jobs]}).fetchall()
-        paths = {str(asset_id): path for asset_id, path, _ in rows}
-        decoded = []
+        assets: dict[str, _Asset] = {}
         for job in jobs:
+            assets.setdefault(job.asset_id, _Asset(job.asset_id, [])).jobs.append(job)
+        with self.pool.connection() as conn:
+            rows = conn.execute(query("job_inputs"), {"asset_ids": list(assets)}).fetchall()
+        paths = {str(asset_id): path for asset_id, path, _ in rows}
+        for asset in assets.values():
             try:
-                data = self.source.read(PreviewRequest(job.asset_id, paths.get(job.asset_id)))
-                decoded.append(_Decoded(job, image=decode_preview(data)))
+                data = self.source.read(PreviewRequest(asset.asset_id, paths.get(asset.asset_id)))
+                asset.image = decode_preview(data)
             except JobError as exc:
-                decoded.append(_Decoded(job, error=exc))
-        return decoded
+                asset.error = exc
+        return list(assets.values())
 
-    def _process(self, batch: list[_Decoded], report: SyncReport) -> int:
-        rows: list[tuple[ClaimedJob, dict]] = []
-        for item in batch:
-            if item.error is None:
-                assert item.image is not None
-                try:
-                    lines = self.engine.recognize(item.image)
-                except Exception as exc:  # noqa: BLE001 - a model error is recorded on its job
-                    item.error = JobError(f"OCR failed: {type(exc).__name__}: {exc}")
+    def _process(self, batch: list[_Asset], report: SyncReport) -> int:
+        results: list[tuple[ClaimedJob, dict]] = []
+        failures: list[tuple[ClaimedJob, JobError]] = []
+        for name, task in self.tasks.items():
+            todo = [(asset, job) for asset in batch for job in asset.jobs if job.task == name]
+            ready = [(asset, job) for asset, job in todo if asset.image is not None]
+            failures += [(job, asset.error) for asset, job in todo if asset.error is not None]
+            if not ready:
+                continue
+            outputs = task.run([asset.asset_id for asset, _ in ready], [asset.image for asset, _ in ready])
+            for (_, job), output in zip(ready, outputs, strict=True):
+                if isinstance(output, JobError):
+                    failures.append((job, output))
                 else:
-                    rows.append((item.job, ocr_row(item.job.asset_id, lines, self.engine.model)))
-            if item.error is not None:
-                self.queue.fail(item.job, str(item.error), item.error.retryable)
-                report.failed += 1
-                report.errors.append((item.job.asset_id, str(item.error)))
-                log.warning("asset %s: %s", item.job.asset_id, item.error)
+                    results.append((job, output))
+        for job, error in failures:
+            self.queue.fail(job, str(error), error.retryable)
+            report.failed += 1
+            report.errors.append((job.asset_id, f"{job.task}: {error}"))
+            log.warning("asset %s (%s): %s", job.asset_id, job.task, error)
         with self.pool.connection() as conn, conn.transaction():
-            for job, row in rows:
+            for job, row in results:
                 if self.queue.complete(conn, job):
-                    conn.execute(query("upsert_ocr"), row)
+                    self.tasks[job.task].write(conn, row)
                     report.done += 1
+                    report.by_task[job.task] = report.by_task.get(job.task, 0) + 1
                 else:
                     log.warning("asset %s: lease lost to another worker; its result is discarded", job.asset_id)
-        return len(batch)
+        return len(results) + len(failures)
+
+
+class OcrSync(SyncPipeline):
+    """The OCR task alone (the sync as it runs without a CLIP model).
+
+    Args:
+        pool, source, batch_size, queue: as :class:`SyncPipeline`.
+        engine: the OCR engine (created lazily when ``None``).
+    """
+
+    def __init__(
+        self,
+        pool: ConnectionPool,
+        source: MediaFileSource,
+        engine: RapidOcrEngine | None = None,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        queue: JobQueue | None = None,
+    ) -> None:
+        super().__init__(pool, source, [OcrTask(engine)], batch_size=batch_size, queue=queue)

@@ -105,7 +105,8 @@ def test_search_json(runner, searchable):
     assert "增值税电子普通发票" in result.output, "JSON keeps Chinese readable"
 
     result = invoke(runner, "--database-url", searchable, "search", "nothing-like-this", "--json")
-    assert result.exit_code == 0 and json.loads(result.output) == []
+    assert result.exit_code == 0 and json.loads(result.stdout) == []
+    assert "semantic search is off" in result.stderr, "a plain query says why CLIP is not used"
 
 
 def test_search_table(runner, searchable):

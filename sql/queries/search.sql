@@ -16,3 +16,18 @@ WHERE "deletedAt" IS NULL AND (id::text = lower(%(who)s) OR lower(email) = lower
 
 -- name: list_users
 SELECT id, email, name FROM public."user" WHERE "deletedAt" IS NULL ORDER BY "createdAt", email LIMIT 3
+
+-- name: active_clip_model
+SELECT value FROM immich_search.setting WHERE key = 'clip_model'
+
+-- name: search_hybrid_tsquery
+SELECT asset_id, original_file_name, score, snippet, ocr_rank, clip_rank, ocr_score, clip_score
+FROM immich_search.search_hybrid_tsquery_v1(
+  %(loose)s::tsquery, %(strict)s::tsquery, %(vector)s::vector, %(user_id)s::uuid, %(k)s, %(offset)s,
+  %(include_locked)s, %(fusion)s, %(ocr_weight)s::real, %(clip_weight)s::real, %(candidates)s)
+
+-- name: search_hybrid_sql
+SELECT asset_id, original_file_name, score, snippet, ocr_rank, clip_rank, ocr_score, clip_score
+FROM immich_search.search(%(query)s, %(vector)s::vector, %(user_id)s::uuid, %(k)s, %(offset)s,
+                          %(include_locked)s, %(fusion)s, %(ocr_weight)s::real, %(clip_weight)s::real,
+                          %(candidates)s)

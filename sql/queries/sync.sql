@@ -106,3 +106,14 @@ WHERE last_error IS NOT NULL ORDER BY updated_at DESC LIMIT %(limit)s
 SELECT count(*) FROM immich_search.job
 WHERE task = ANY(%(tasks)s::text[])
   AND ((state = 'pending' AND run_after <= now()) OR (state = 'running' AND lease_expires_at < now()))
+
+-- name: configure_clip
+SELECT immich_search.clip_configure_v1(%(model)s, %(dim)s)
+
+-- name: upsert_clip
+-- Only vectors of the active model: a worker still running an old model after a change writes nothing.
+INSERT INTO immich_search.clip (asset_id, model, embedding, processed_at)
+SELECT %(asset_id)s, %(model)s, %(embedding)s, now()
+WHERE EXISTS (SELECT 1 FROM immich_search.setting WHERE key = 'clip_model' AND value = %(model)s)
+ON CONFLICT (asset_id) DO UPDATE
+SET model = excluded.model, embedding = excluded.embedding, processed_at = excluded.processed_at

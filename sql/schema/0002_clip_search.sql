@@ -9,3 +9,270 @@ RETURNS TABLE (asset_id uuid, original_file_name text, score real, snippet text)
 LANGUAGE sql STABLE PARALLEL SAFE AS $$
   SELECT * FROM immich_search.search_ocr_tsquery_v1(loose, strict, user_id, k, "offset", include_locked)
 $$;
+
+-- One L2-normalised cn-clip image vector per asset, all of one model (setting clip_model). The dimension
+-- follows the model (512 for ViT-B-16, the default); clip_configure_v1 changes it, as Immich re-creates
+-- smart_search when its CLIP model changes.
+CREATE TABLE immich_search.clip (
+  asset_id uuid PRIMARY KEY REFERENCES public.asset (id) ON DELETE CASCADE,
+  model text NOT NULL,
+  embedding vector(512) NOT NULL,
+  processed_at timestamptz NOT NULL DEFAULT now()
+);
+
+-- The cosine index: vchordrq where VectorChord is installed (Immich's default database image), else
+-- pgvector's HNSW with its default build parameters (m = 16, ef_construction = 64; pgvector README);
+-- recall at query time comes from hnsw.ef_search, which search_clip_v1 raises to the candidate count.
+CREATE FUNCTION immich_search.clip_create_index_v1() RETURNS text
+LANGUAGE plpgsql AS $$
+BEGIN
+  IF EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'vchord') THEN
+    CREATE INDEX IF NOT EXISTS clip_embedding_idx ON immich_search.clip USING vchordrq (embedding vector_cosine_ops);
+    RETURN 'vchordrq';
+  END IF;
+  CREATE INDEX IF NOT EXISTS clip_embedding_idx ON immich_search.clip USING hnsw (embedding vector_cosine_ops);
+  RETURN 'hnsw';
+END
+$$;
+SELECT immich_search.clip_create_index_v1();
+
+-- Make model_name (vectors of length dim) the active CLIP model. Vectors of two models are not
+-- comparable, so a change drops the stored vectors, resizes the column when the dimension changes and
+-- requeues every clip job. Returns true when something changed. Raises for a dimension outside pgvector's
+-- indexable range (1..2000).
+CREATE FUNCTION immich_search.clip_configure_v1(model_name text, dim integer) RETURNS boolean
+LANGUAGE plpgsql AS $$
+DECLARE
+  current_model text;
+  current_dim integer;
+BEGIN
+  IF model_name IS NULL OR btrim(model_name) = '' THEN
+    RAISE EXCEPTION 'clip_configure_v1: a model name is required';
+  END IF;
+  IF dim IS NULL OR dim < 1 OR dim > 2000 THEN
+    RAISE EXCEPTION 'clip_configure_v1: dimension % is outside 1..2000', dim;
+  END IF;
+  -- Two workers starting with a new model at once: the second waits and then finds nothing to do.
+  LOCK TABLE immich_search.clip IN SHARE ROW EXCLUSIVE MODE;
+  SELECT value INTO current_model FROM immich_search.setting WHERE key = 'clip_model';
+  SELECT atttypmod INTO current_dim FROM pg_attribute
+  WHERE attrelid = 'immich_search.clip'::regclass AND attname = 'embedding';
+  IF current_model = model_name AND current_dim = dim THEN
+    RETURN false;
+  END IF;
+  TRUNCATE immich_search.clip;
+  IF current_dim IS DISTINCT FROM dim THEN
+    DROP INDEX IF EXISTS immich_search.clip_embedding_idx;
+    EXECUTE format('ALTER TABLE immich_search.clip ALTER COLUMN embedding TYPE vector(%s)', dim);
+    PERFORM immich_search.clip_create_index_v1();
+  END IF;
+  UPDATE immich_search.job
+  SET state = 'pending', attempts = 0, run_after = now(), last_error = NULL, lease_owner = NULL,
+      lease_expires_at = NULL, updated_at = now()
+  WHERE task = 'clip' AND state <> 'pending';
+  INSERT INTO immich_search.setting (key, value) VALUES ('clip_model', model_name)
+  ON CONFLICT (key) DO UPDATE SET value = excluded.value;
+  RETURN true;
+END
+$$;
+
+-- True when the installed pgvector supports iterative index scans (0.8.0 and later).
+CREATE FUNCTION immich_search.pgvector_iterative_scan_v1() RETURNS boolean
+LANGUAGE sql STABLE PARALLEL SAFE
+RETURN coalesce((SELECT string_to_array(extversion, '.')::int[] >= '{0,8}'::int[]
+                 FROM pg_extension WHERE extname = 'vector'), false);
+
+-- Vector branch: the caller's visible assets nearest to query_vector (cosine), best first.
+-- score = cosine similarity (1 - cosine distance, in [-1, 1]).
+-- A filtered approximate search loses recall when the caller owns a small share of a large library, so:
+-- * up to exact_limit visible assets: an exact scan of just those (a few ms for 10k vectors);
+-- * more: the index, with iterative scans on pgvector >= 0.8 (hnsw.iterative_scan = relaxed_order,
+--   re-sorted here) and ef_search raised to the number wanted; should the index still return fewer rows
+--   than wanted (old pgvector, a tiny share), the exact scan answers instead.
+CREATE FUNCTION immich_search.search_clip_v1(
+  query_vector vector, user_id uuid, k integer DEFAULT 10, "offset" integer DEFAULT 0,
+  include_locked boolean DEFAULT false, exact_limit integer DEFAULT 10000)
+RETURNS TABLE (asset_id uuid, original_file_name text, score real)
+-- VOLATILE: it sets the index scan parameters (set_config) for its own query.
+LANGUAGE plpgsql VOLATILE AS $$
+#variable_conflict use_column
+DECLARE
+  wanted integer := greatest(k, 0) + greatest("offset", 0);
+  visible_count bigint;
+  owners uuid[];
+  ids uuid[];
+  names text[];
+  distances float8[];
+  saved_ef text;
+  saved_iterative text;
+BEGIN
+  IF query_vector IS NULL OR wanted = 0 THEN
+    RETURN;
+  END IF;
+  SELECT count(*) INTO visible_count
+  FROM (SELECT 1 FROM immich_search.visible_assets_v1(user_id, include_locked) LIMIT exact_limit + 1) AS v;
+  IF visible_count > exact_limit THEN
+    owners := ARRAY[user_id] || ARRAY(SELECT p."sharedById" FROM public.partner p
+                                      WHERE p."sharedWithId" = user_id AND p."inTimeline");
+    saved_ef := current_setting('hnsw.ef_search', true);
+    PERFORM set_config('hnsw.ef_search', least(greatest(wanted, 40), 1000)::text, true);
+    IF immich_search.pgvector_iterative_scan_v1() THEN
+      saved_iterative := current_setting('hnsw.iterative_scan', true);
+      PERFORM set_config('hnsw.iterative_scan', 'relaxed_order', true);
+    END IF;
+    WITH nearest AS MATERIALIZED (
+      SELECT c.asset_id, a."originalFileName"::text AS name, c.embedding <=> query_vector AS distance
+      FROM immich_search.clip c
+      JOIN public.asset a ON a.id = c.asset_id
+      WHERE a."ownerId" = ANY(owners) AND a."deletedAt" IS NULL
+        AND CASE WHEN a."ownerId" = user_id
+                 THEN a.visibility IN ('timeline', 'archive') OR (include_locked AND a.visibility = 'locked')
+                 ELSE a.visibility = 'timeline' END
+      ORDER BY c.embedding <=> query_vector
+      LIMIT wanted
+    )
+    SELECT array_agg(n.asset_id ORDER BY n.distance, n.asset_id),
+           array_agg(n.name ORDER BY n.distance, n.asset_id),
+           array_agg(n.distance ORDER BY n.distance, n.asset_id)
+    INTO ids, names, distances
+    FROM nearest n;
+    IF saved_ef IS NOT NULL THEN PERFORM set_config('hnsw.ef_search', saved_ef, true); END IF;
+    IF saved_iterative IS NOT NULL THEN PERFORM set_config('hnsw.iterative_scan', saved_iterative, true); END IF;
+    IF coalesce(cardinality(ids), 0) >= wanted THEN
+      RETURN QUERY
+        SELECT t.id, t.name, (1 - t.distance)::real
+        FROM unnest(ids, names, distances) WITH ORDINALITY AS t(id, name, distance, n)
+        ORDER BY t.n OFFSET greatest("offset", 0) LIMIT greatest(k, 0);
+      RETURN;
+    END IF;
+    -- Too few rows from the index: the exact scan below is authoritative.
+  END IF;
+  RETURN QUERY
+    WITH scored AS MATERIALIZED (
+      SELECT c.asset_id, c.embedding <=> query_vector AS distance
+      FROM immich_search.clip c
+      WHERE c.asset_id IN (SELECT v.asset_id FROM immich_search.visible_assets_v1(user_id, include_locked) v)
+    )
+    SELECT s.asset_id, a."originalFileName"::text, (1 - s.distance)::real
+    FROM scored s JOIN public.asset a ON a.id = s.asset_id
+    ORDER BY s.distance, s.asset_id
+    OFFSET greatest("offset", 0) LIMIT greatest(k, 0);
+END
+$$;
+
+-- The stable name of the vector branch.
+CREATE FUNCTION immich_search.search_clip(
+  query_vector vector, user_id uuid, k integer DEFAULT 10, "offset" integer DEFAULT 0,
+  include_locked boolean DEFAULT false)
+RETURNS TABLE (asset_id uuid, original_file_name text, score real)
+LANGUAGE sql VOLATILE AS $$
+  SELECT * FROM immich_search.search_clip_v1(query_vector, user_id, k, "offset", include_locked)
+$$;
+
+-- Hybrid ranking from ready-made tsqueries and a query vector (either may be NULL: that branch is off).
+-- Each branch is capped at `candidates` and filtered to what the caller may see, then fused:
+-- * fusion 'rrf' (default): weighted reciprocal rank fusion, sum of weight / (rrf_k + rank), rrf_k = 60
+--   as in Cormack, Clarke & Buettcher, "Reciprocal Rank Fusion outperforms Condorcet and individual rank
+--   learning methods", SIGIR 2009;
+-- * fusion 'convex': ocr_weight * ocr + clip_weight * clip over min-max normalised branch scores, the
+--   weights scaled to sum to 1 (an asset missing from a branch scores 0 there).
+-- Ties: better best rank first, then the OCR rank, then asset id, so a page never reorders between calls.
+-- Raises for an unknown fusion or negative weights.
+CREATE FUNCTION immich_search.search_hybrid_tsquery_v1(
+  loose tsquery, strict tsquery, query_vector vector, user_id uuid, k integer DEFAULT 10,
+  "offset" integer DEFAULT 0, include_locked boolean DEFAULT false, fusion text DEFAULT 'rrf',
+  ocr_weight real DEFAULT 1, clip_weight real DEFAULT 1, candidates integer DEFAULT 100,
+  rrf_k integer DEFAULT 60)
+RETURNS TABLE (asset_id uuid, original_file_name text, score real, snippet text,
+               ocr_rank integer, clip_rank integer, ocr_score real, clip_score real)
+LANGUAGE plpgsql VOLATILE AS $$
+#variable_conflict use_column
+DECLARE
+  pool integer := greatest(candidates, greatest(k, 0) + greatest("offset", 0));
+BEGIN
+  IF fusion IS NULL OR fusion NOT IN ('rrf', 'convex') THEN
+    RAISE EXCEPTION 'fusion must be rrf or convex, not %', coalesce(fusion, 'NULL') USING ERRCODE = '22023';
+  END IF;
+  IF ocr_weight IS NULL OR clip_weight IS NULL OR ocr_weight < 0 OR clip_weight < 0
+     OR ocr_weight + clip_weight = 0 THEN
+    RAISE EXCEPTION 'fusion weights must be >= 0 and not both 0 (ocr %, clip %)', ocr_weight, clip_weight
+      USING ERRCODE = '22023';
+  END IF;
+  IF rrf_k IS NULL OR rrf_k < 0 THEN
+    RAISE EXCEPTION 'rrf_k must be >= 0, not %', rrf_k USING ERRCODE = '22023';
+  END IF;
+  RETURN QUERY
+    WITH ocr AS MATERIALIZED (
+      SELECT o.asset_id, o.original_file_name, o.score, o.snippet, o.n::integer AS rank
+      FROM immich_search.search_ocr_tsquery(loose, strict, user_id, pool, 0, include_locked)
+           WITH ORDINALITY AS o(asset_id, original_file_name, score, snippet, n)
+      WHERE ocr_weight > 0
+    ), clip AS MATERIALIZED (
+      SELECT c.asset_id, c.original_file_name, c.score, c.n::integer AS rank
+      FROM immich_search.search_clip(query_vector, user_id, pool, 0, include_locked)
+           WITH ORDINALITY AS c(asset_id, original_file_name, score, n)
+      WHERE clip_weight > 0
+    ), bounds AS (
+      SELECT (SELECT min(score) FROM ocr) AS ocr_min, (SELECT max(score) FROM ocr) AS ocr_max,
+             (SELECT min(score) FROM clip) AS clip_min, (SELECT max(score) FROM clip) AS clip_max
+    ), joined AS (
+      SELECT coalesce(o.asset_id, c.asset_id) AS asset_id,
+             coalesce(o.original_file_name, c.original_file_name) AS original_file_name,
+             coalesce(o.snippet, '') AS snippet, o.rank AS ocr_rank, c.rank AS clip_rank,
+             o.score AS ocr_score, c.score AS clip_score,
+             CASE WHEN fusion = 'rrf' THEN
+               coalesce(ocr_weight / (rrf_k + o.rank)::float8, 0) + coalesce(clip_weight / (rrf_k + c.rank)::float8, 0)
+             ELSE
+               (coalesce(ocr_weight * CASE WHEN b.ocr_max > b.ocr_min
+                                           THEN (o.score - b.ocr_min) / (b.ocr_max - b.ocr_min) ELSE 1 END, 0)
+                + coalesce(clip_weight * CASE WHEN b.clip_max > b.clip_min
+                                              THEN (c.score - b.clip_min) / (b.clip_max - b.clip_min) ELSE 1 END, 0))
+               / (ocr_weight + clip_weight)
+             END AS fused
+      FROM ocr o FULL JOIN clip c ON c.asset_id = o.asset_id CROSS JOIN bounds b
+    )
+    SELECT j.asset_id, j.original_file_name, j.fused::real, j.snippet, j.ocr_rank, j.clip_rank, j.ocr_score,
+           j.clip_score
+    FROM joined j
+    ORDER BY j.fused DESC, least(j.ocr_rank, j.clip_rank), j.ocr_rank NULLS LAST, j.asset_id
+    OFFSET greatest("offset", 0) LIMIT greatest(k, 0);
+END
+$$;
+
+-- The query mode of a search-bar query: 'ocr' (prefix ocr:), 'clip' (prefix clip:) or 'hybrid'
+-- (twin of immich_search/ranking/query_language.py).
+CREATE FUNCTION immich_search.query_mode_v1(query text) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN coalesce(lower(substring(normalize(coalesce(query, ''), NFKC)
+                                from '^[ \t\n\r\f\v]*([Oo][Cc][Rr]|[Cc][Ll][Ii][Pp])[ \t\n\r\f\v]*:')),
+                'hybrid');
+
+-- Hybrid search from psql: the search-bar query language tokenised in SQL and a query vector computed
+-- by the caller (e.g. `immich-search search --print-vector`); `clip:` queries use only the vector,
+-- `ocr:` queries only the text, plain queries both; a NULL vector turns the vector branch off.
+CREATE FUNCTION immich_search.search_v1(
+  query text, query_vector vector, user_id uuid, k integer DEFAULT 10, "offset" integer DEFAULT 0,
+  include_locked boolean DEFAULT false, fusion text DEFAULT 'rrf', ocr_weight real DEFAULT 1,
+  clip_weight real DEFAULT 1, candidates integer DEFAULT 100)
+RETURNS TABLE (asset_id uuid, original_file_name text, score real, snippet text,
+               ocr_rank integer, clip_rank integer, ocr_score real, clip_score real)
+LANGUAGE sql VOLATILE AS $$
+  SELECT h.* FROM (SELECT immich_search.query_mode_v1(query) AS mode) AS m
+  CROSS JOIN LATERAL immich_search.search_hybrid_tsquery_v1(
+    CASE WHEN m.mode <> 'clip' THEN immich_search.ocr_tsquery_v1(query, false) END,
+    CASE WHEN m.mode <> 'clip' THEN immich_search.ocr_tsquery_v1(query, true) END,
+    CASE WHEN m.mode <> 'ocr' THEN query_vector END,
+    user_id, k, "offset", include_locked, fusion, ocr_weight, clip_weight, candidates) AS h
+$$;
+
+-- The stable name for psql users; follows the newest version.
+CREATE FUNCTION immich_search.search(
+  query text, query_vector vector, user_id uuid, k integer DEFAULT 10, "offset" integer DEFAULT 0,
+  include_locked boolean DEFAULT false, fusion text DEFAULT 'rrf', ocr_weight real DEFAULT 1,
+  clip_weight real DEFAULT 1, candidates integer DEFAULT 100)
+RETURNS TABLE (asset_id uuid, original_file_name text, score real, snippet text,
+               ocr_rank integer, clip_rank integer, ocr_score real, clip_score real)
+LANGUAGE sql VOLATILE AS $$
+  SELECT * FROM immich_search.search_v1(query, query_vector, user_id, k, "offset", include_locked, fusion,
+                                        ocr_weight, clip_weight, candidates)
+$$;

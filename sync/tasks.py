@@ -1,0 +1,171 @@
+"""What the sync computes per asset: one class per queue task (``ocr``, ``clip``).
+
+A task turns a batch of decoded previews into rows and writes them; the pipeline (sync/pipeline.py) does
+the claiming, decoding (once per asset for every task), transactions and acknowledgements.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from typing import Protocol
+
+import numpy as np
+import psycopg
+from immich_search.sync.errors import JobError, PermanentJobError
+from pgvector import Vector
+from PIL import Image
+from psycopg_pool import ConnectionPool
+
+from immich_search.ocr_engine import OcrLine, RapidOcrEngine
+from immich_search.sqlfiles import query
+from immich_search.tokens import TOKENIZER_VERSION, document_tokens, tsvector_literal
+
+log = logging.getLogger(__name__)
+
+
+class Task(Protocol):
+    """One kind of work in the queue.
+
+    ``name`` is the queue's task (``ocr`` | ``clip``). :meth:`run` returns, per image in order, the row to
+    write or the :class:`JobError` to record on that asset's job; :meth:`write` stores one row.
+    """
+
+    name: str
+
+    def prepare(self, pool: ConnectionPool) -> None:
+        """Get the database ready before the first batch (e.g. the active model)."""
+
+    def run(self, asset_ids: Sequence[str], images: Sequence[Image.Image]) -> list[dict | JobError]:
+        """Compute rows for ``images`` (one per asset of ``asset_ids``)."""
+
+    def write(self, conn: psycopg.Connection, row: dict) -> None:
+        """Store one row inside the caller's transaction."""
+
+
+def ocr_row(asset_id: str, lines: list[OcrLine], model: str, source: str = "rapidocr") -> dict:
+    """Build the ``upsert_ocr`` parameters of an asset from its recognised lines (reading order)."""
+    texts = [line.text for line in lines]
+    return {
+        "asset_id": asset_id,
+        "source": source,
+        "model": model,
+        "lines": json.dumps([line.as_json() for line in lines], ensure_ascii=False),
+        "text": "\n".join(texts),
+        "search_vector": tsvector_literal(document_tokens(texts)),
+        "tokenizer_version": TOKENIZER_VERSION,
+    }
+
+
+class OcrTask:
+    """RapidOCR text of each preview, tokenised for search (table ``immich_search.ocr``).
+
+    Args:
+        engine: the OCR engine; ``None`` loads RapidOCR's bundled models on first use (about a second).
+    """
+
+    name = "ocr"
+
+    def __init__(self, engine: RapidOcrEngine | None = None) -> None:
+        self._engine = engine
+
+    @property
+    def engine(self) -> RapidOcrEngine:
+        """The OCR engine, loaded on first use."""
+        if self._engine is None:
+            self._engine = RapidOcrEngine()
+        return self._engine
+
+    def prepare(self, pool: ConnectionPool) -> None:
+        """Nothing to prepare: the OCR table has no model-dependent shape."""
+
+    def run(self, asset_ids: Sequence[str], images: Sequence[Image.Image]) -> list[dict | JobError]:
+        """Recognise each image; a model error becomes that asset's (permanent) job error."""
+        results: list[dict | JobError] = []
+        for asset_id, image in zip(asset_ids, images, strict=True):
+            try:
+                lines = self.engine.recognize(image)
+            except Exception as exc:  # noqa: BLE001 - a model error is recorded on its job
+                results.append(PermanentJobError(f"OCR failed: {type(exc).__name__}: {exc}"))
+            else:
+                results.append(ocr_row(asset_id, lines, self.engine.model))
+        return results
+
+    def write(self, conn: psycopg.Connection, row: dict) -> None:
+        """Upsert the asset's OCR row."""
+        conn.execute(query("upsert_ocr"), row)
+
+
+class ImageEncoder(Protocol):
+    """What the clip task needs of a model (:class:`immich_search.clip_model.ClipModel` has it)."""
+
+    @property
+    def name(self) -> str:
+        """The model name stored with every vector."""
+
+    @property
+    def embed_dim(self) -> int:
+        """The vector length."""
+
+    def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """L2-normalised float32 ``[len(images), embed_dim]``."""
+
+
+class ClipTask:
+    """The cn-clip image vector of each preview (table ``immich_search.clip``).
+
+    Args:
+        model: the image encoder; its ``name`` and ``embed_dim`` become the active model of the database
+            (:meth:`prepare`), which drops vectors of a previous model and requeues them.
+    """
+
+    name = "clip"
+
+    def __init__(self, model: ImageEncoder) -> None:
+        self.model = model
+
+    def prepare(self, pool: ConnectionPool) -> None:
+        """Make this model the database's active CLIP model (``immich_search.clip_configure_v1``)."""
+        with pool.connection() as conn:
+            changed = conn.execute(
+                query("configure_clip"), {"model": self.model.name, "dim": self.model.embed_dim}
+            ).fetchone()
+        if changed and changed[0]:
+            log.info(
+                "active CLIP model is now %s (%d-d); earlier vectors were dropped",
+                self.model.name,
+                self.model.embed_dim,
+            )
+
+    def run(self, asset_ids: Sequence[str], images: Sequence[Image.Image]) -> list[dict | JobError]:
+        """Encode the batch in one call; should it fail, image by image so one bad image fails alone."""
+        try:
+            vectors = self._encode(images)
+        except Exception:  # noqa: BLE001 - retried per image below to find the culprit
+            log.debug("batch encoding failed; encoding one by one", exc_info=True)
+        else:
+            return [self._row(a, v) for a, v in zip(asset_ids, vectors, strict=True)]
+        results: list[dict | JobError] = []
+        for asset_id, image in zip(asset_ids, images, strict=True):
+            try:
+                results.append(self._row(asset_id, self._encode([image])[0]))
+            except Exception as exc:  # noqa: BLE001 - a model error is recorded on its job
+                results.append(PermanentJobError(f"CLIP failed: {type(exc).__name__}: {exc}"))
+        return results
+
+    def _encode(self, images: Sequence[Image.Image]) -> np.ndarray:
+        vectors = np.asarray(self.model.encode_images(images), dtype=np.float32)
+        if vectors.shape != (len(images), self.model.embed_dim) or not np.isfinite(vectors).all():
+            raise ValueError(
+                f"model returned {vectors.shape} (finite: {np.isfinite(vectors).all()}), "
+                f"expected ({len(images)}, {self.model.embed_dim}) finite values"
+            )
+        return vectors
+
+    def _row(self, asset_id: str, vector: np.ndarray) -> dict:
+        return {"asset_id": asset_id, "model": self.model.name, "embedding": Vector(vector)}
+
+    def write(self, conn: psycopg.Connection, row: dict) -> None:
+        """Upsert the asset's vector."""
+        conn.execute(query("upsert_clip"), row)
