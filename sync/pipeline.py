@@ -145,8 +145,8 @@ class SyncPipeline:
         return reader.submit(self._claim_and_decode)
 
     def _claim_and_decode(self) -> list[_Asset]:
-        # Jobs of one asset share run_after and are claimed together (ordered by run_after, asset_id).
-        jobs = self.queue.claim(list(self.tasks), self.batch_size * len(self.tasks))
+        # Every runnable task of an asset is claimed together (claim_jobs), so its preview is decoded once.
+        jobs = self.queue.claim(list(self.tasks), self.batch_size)
         if not jobs:
             return []
         assets: dict[str, _Asset] = {}

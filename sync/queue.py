@@ -63,7 +63,10 @@ class JobQueue:
         self.lease_s = lease_s
 
     def claim(self, tasks: Sequence[str], limit: int) -> list[ClaimedJob]:
-        """Claim up to ``limit`` due jobs of ``tasks``; an empty list when none is due."""
+        """Claim the due jobs of ``tasks`` of up to ``limit`` assets (all of an asset's tasks together).
+
+        Returns an empty list when none is due.
+        """
         with self.pool.connection() as conn:
             rows = conn.execute(
                 query("claim_jobs"),

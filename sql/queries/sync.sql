@@ -40,13 +40,20 @@ ON CONFLICT (name) DO UPDATE SET update_id = greatest(immich_search.sync_cursor.
   updated_at = now()
 
 -- name: claim_jobs
--- Claim up to %(limit)s runnable jobs: pending and due, or running with an expired lease.
-WITH picked AS (
-  SELECT asset_id, task FROM immich_search.job
+-- Claim the runnable jobs (pending and due, or running with an expired lease) of up to %(limit)s assets,
+-- every task of an asset together so its preview is decoded once; oldest first.
+WITH candidates AS (
+  SELECT asset_id, run_after FROM immich_search.job
   WHERE task = ANY(%(tasks)s::text[])
     AND ((state = 'pending' AND run_after <= now()) OR (state = 'running' AND lease_expires_at < now()))
   ORDER BY run_after, asset_id
-  LIMIT %(limit)s
+  LIMIT %(limit)s * cardinality(%(tasks)s::text[])
+), assets AS (
+  SELECT asset_id FROM candidates GROUP BY asset_id ORDER BY min(run_after), asset_id LIMIT %(limit)s
+), picked AS (
+  SELECT j.asset_id, j.task FROM immich_search.job j
+  WHERE j.asset_id IN (SELECT asset_id FROM assets) AND j.task = ANY(%(tasks)s::text[])
+    AND ((j.state = 'pending' AND j.run_after <= now()) OR (j.state = 'running' AND j.lease_expires_at < now()))
   FOR UPDATE SKIP LOCKED
 )
 UPDATE immich_search.job j

@@ -98,6 +98,8 @@ LANGUAGE plpgsql VOLATILE AS $$
 #variable_conflict use_column
 DECLARE
   wanted integer := greatest(k, 0) + greatest("offset", 0);
+  -- Over-fetch from the index and re-sort: relaxed-order iterative scans return near, not exact, order.
+  overfetch integer := least(greatest(4 * wanted, 40), 4000);
   visible_count bigint;
   owners uuid[];
   ids uuid[];
@@ -115,7 +117,7 @@ BEGIN
     owners := ARRAY[user_id] || ARRAY(SELECT p."sharedById" FROM public.partner p
                                       WHERE p."sharedWithId" = user_id AND p."inTimeline");
     saved_ef := current_setting('hnsw.ef_search', true);
-    PERFORM set_config('hnsw.ef_search', least(greatest(wanted, 40), 1000)::text, true);
+    PERFORM set_config('hnsw.ef_search', least(greatest(overfetch, 100), 1000)::text, true);
     IF immich_search.pgvector_iterative_scan_v1() THEN
       saved_iterative := current_setting('hnsw.iterative_scan', true);
       PERFORM set_config('hnsw.iterative_scan', 'relaxed_order', true);
@@ -129,7 +131,7 @@ BEGIN
                  THEN a.visibility IN ('timeline', 'archive') OR (include_locked AND a.visibility = 'locked')
                  ELSE a.visibility = 'timeline' END
       ORDER BY c.embedding <=> query_vector
-      LIMIT wanted
+      LIMIT overfetch
     )
     SELECT array_agg(n.asset_id ORDER BY n.distance, n.asset_id),
            array_agg(n.name ORDER BY n.distance, n.asset_id),
@@ -223,10 +225,12 @@ BEGIN
              CASE WHEN fusion = 'rrf' THEN
                coalesce(ocr_weight / (rrf_k + o.rank)::float8, 0) + coalesce(clip_weight / (rrf_k + c.rank)::float8, 0)
              ELSE
-               (coalesce(ocr_weight * CASE WHEN b.ocr_max > b.ocr_min
-                                           THEN (o.score - b.ocr_min) / (b.ocr_max - b.ocr_min) ELSE 1 END, 0)
-                + coalesce(clip_weight * CASE WHEN b.clip_max > b.clip_min
-                                              THEN (c.score - b.clip_min) / (b.clip_max - b.clip_min) ELSE 1 END, 0))
+               (ocr_weight * CASE WHEN o.asset_id IS NULL THEN 0
+                                  WHEN b.ocr_max > b.ocr_min THEN (o.score - b.ocr_min) / (b.ocr_max - b.ocr_min)
+                                  ELSE 1 END
+                + clip_weight * CASE WHEN c.asset_id IS NULL THEN 0
+                                     WHEN b.clip_max > b.clip_min THEN (c.score - b.clip_min) / (b.clip_max - b.clip_min)
+                                     ELSE 1 END)
                / (ocr_weight + clip_weight)
              END AS fused
       FROM ocr o FULL JOIN clip c ON c.asset_id = o.asset_id CROSS JOIN bounds b
