@@ -112,7 +112,7 @@ BEGIN
     RETURN;
   END IF;
   SELECT count(*) INTO visible_count
-  FROM (SELECT 1 FROM immich_search.visible_assets_v1(user_id, include_locked) LIMIT exact_limit + 1) AS v;
+  FROM (SELECT 1 FROM immich_search.visible_assets_v1(user_id, include_locked) LIMIT exact_limit::bigint + 1) AS v;
   IF visible_count > exact_limit THEN
     owners := ARRAY[user_id] || ARRAY(SELECT p."sharedById" FROM public.partner p
                                       WHERE p."sharedWithId" = user_id AND p."inTimeline");
@@ -205,9 +205,11 @@ BEGIN
   END IF;
   RETURN QUERY
     WITH ocr AS MATERIALIZED (
-      SELECT o.asset_id, o.original_file_name, o.score, o.snippet, o.n::integer AS rank
-      FROM immich_search.search_ocr_tsquery(loose, strict, user_id, pool, 0, include_locked)
-           WITH ORDINALITY AS o(asset_id, original_file_name, score, snippet, n)
+      -- No WITH ORDINALITY and no snippet column: the SQL function is then inlined and its snippets,
+      -- the costly part, are never computed for candidates; the page's snippets are made below.
+      -- row_number() OVER () numbers rows in the order the function returns them (its ORDER BY).
+      SELECT o.asset_id, o.original_file_name, o.score, (row_number() OVER ())::integer AS rank
+      FROM immich_search.search_ocr_tsquery(loose, strict, user_id, pool, 0, include_locked) AS o
       WHERE ocr_weight > 0
     ), clip AS MATERIALIZED (
       SELECT c.asset_id, c.original_file_name, c.score, c.n::integer AS rank
@@ -220,7 +222,7 @@ BEGIN
     ), joined AS (
       SELECT coalesce(o.asset_id, c.asset_id) AS asset_id,
              coalesce(o.original_file_name, c.original_file_name) AS original_file_name,
-             coalesce(o.snippet, '') AS snippet, o.rank AS ocr_rank, c.rank AS clip_rank,
+             o.rank AS ocr_rank, c.rank AS clip_rank,
              o.score AS ocr_score, c.score AS clip_score,
              CASE WHEN fusion = 'rrf' THEN
                coalesce(ocr_weight / (rrf_k + o.rank)::float8, 0) + coalesce(clip_weight / (rrf_k + c.rank)::float8, 0)
@@ -235,11 +237,17 @@ BEGIN
              END AS fused
       FROM ocr o FULL JOIN clip c ON c.asset_id = o.asset_id CROSS JOIN bounds b
     )
-    SELECT j.asset_id, j.original_file_name, j.fused::real, j.snippet, j.ocr_rank, j.clip_rank, j.ocr_score,
-           j.clip_score
-    FROM joined j
-    ORDER BY j.fused DESC, least(j.ocr_rank, j.clip_rank), j.ocr_rank NULLS LAST, j.asset_id
-    OFFSET greatest("offset", 0) LIMIT greatest(k, 0);
+    , page AS (
+      SELECT * FROM joined j
+      ORDER BY j.fused DESC, least(j.ocr_rank, j.clip_rank), j.ocr_rank NULLS LAST, j.asset_id
+      OFFSET greatest("offset", 0) LIMIT greatest(k, 0)
+    )
+    SELECT p.asset_id, p.original_file_name, p.fused::real,
+           CASE WHEN p.ocr_rank IS NULL THEN '' ELSE immich_search.snippet_v1(t.text, loose) END,
+           p.ocr_rank, p.clip_rank, p.ocr_score, p.clip_score
+    FROM page p
+    LEFT JOIN immich_search.ocr t ON t.asset_id = p.asset_id
+    ORDER BY p.fused DESC, least(p.ocr_rank, p.clip_rank), p.ocr_rank NULLS LAST, p.asset_id;
 END
 $$;
 
