@@ -57,7 +57,7 @@ from pgvector.psycopg import register_vector
 
 from immich_search import migrate
 from immich_search.sqlfiles import read_sql
-from immich_search.tokens import document_tokens, tsvector_literal
+from immich_search.tokens import TOKENIZER_VERSION, document_tokens, tsvector_literal
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "dev"
 DIM = 512
@@ -174,7 +174,7 @@ def build_library(admin_url: str, size: int, uniform: bool, console) -> dict:
                 for offset, asset_id in enumerate(ids):
                     if has_text[begin + offset]:
                         text, vector = text_rows[text_choice[begin + offset]]
-                        copy.write_row((asset_id, "rapidocr", "bench", text, vector, 1))
+                        copy.write_row((asset_id, "rapidocr", "bench", text, vector, TOKENIZER_VERSION))
             with conn.cursor().copy(
                 "COPY immich_search.clip (asset_id, model, embedding) FROM STDIN WITH (FORMAT BINARY)"
             ) as copy:
