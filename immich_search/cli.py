@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
-import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import click
@@ -20,10 +18,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from immich_search import __version__
-from immich_search.clip_options import clip_model_options, load_clip_model
+from immich_search.clip_options import clip_model_location, clip_model_options, load_clip_model
 from immich_search.config import database_url_from_env
 from immich_search.errors import ConfigError, ImmichSearchError
 from immich_search.model_commands import models as models_group
+from immich_search.reprocess_command import reprocess as reprocess_command
+from immich_search.status_command import status as status_command
+from immich_search.sync_options import ocr_source_option, preview_source_options
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 console = Console(stderr=False)
@@ -179,22 +180,24 @@ def _progress() -> Progress:
 
 
 @cli.command()
-@click.option(
-    "--media-root",
-    envvar="IMMICH_SEARCH_MEDIA_ROOT",
-    type=click.Path(file_okay=False),
-    help="This host's path to Immich's media root (UPLOAD_LOCATION); default $IMMICH_MEDIA_LOCATION or /data.",
-)
-@click.option(
-    "--immich-media-location",
-    metavar="PATH",
-    help="The media root as Immich stores it in paths (default: /data or /usr/src/app/upload, detected).",
-)
+@preview_source_options
+@ocr_source_option("auto")
 @click.option("--force", is_flag=True, help="Redo every asset, even those already indexed.")
 @click.option("--batch-size", default=16, show_default=True, type=click.IntRange(1, 1000))
-@click.option("--watch", is_flag=True, help="Keep running: look for new and changed photos every --interval.")
 @click.option(
-    "--interval", default=30.0, show_default=True, type=click.FloatRange(1), help="Seconds between --watch polls."
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Worker processes on this machine (each loads its own models); more machines may run sync too.",
+)
+@click.option("--watch", is_flag=True, help="Keep running: index new and changed photos within seconds.")
+@click.option(
+    "--interval",
+    default=5.0,
+    show_default=True,
+    type=click.FloatRange(0.5),
+    help="Seconds between --watch polls (a psql requeue or another worker's news wakes it at once).",
 )
 @clip_model_options
 @pass_settings
@@ -202,8 +205,13 @@ def sync(
     settings: Settings,
     media_root: str | None,
     immich_media_location: str | None,
+    source: str,
+    immich_url: str | None,
+    api_keys: str | None,
+    ocr_source: str,
     force: bool,
     batch_size: int,
+    workers: int,
     watch: bool,
     interval: float,
     clip: bool | None,
@@ -213,7 +221,9 @@ def sync(
     """Index new and changed photos: OCR text and, with a cn-clip model, image vectors for search.
 
     Each preview is read and decoded once for both. A second run does no repeated work. A missing or
-    corrupt preview is recorded on its job with the reason (see the summary) and never stops the run.
+    corrupt preview is recorded on its job with the reason (see the summary and `immich-search status`)
+    and never stops the run; what can succeed later is retried with backoff. A database restart pauses
+    the run until the database is back. Any number of sync processes, on any machines, share one queue.
     Changing the CLIP model (--clip-arch) re-embeds the library, as in Immich.
 
     \b
@@ -221,43 +231,78 @@ def sync(
       immich-search sync --media-root /srv/immich/library
       immich-search sync --clip-model-dir /models --clip-arch ViT-B-16
       immich-search sync --force
-      immich-search sync --watch --interval 60
+      immich-search sync --watch --workers 2
+      IMMICH_URL=http://immich:2283 IMMICH_API_KEY=key1,key2 immich-search sync --source api --watch
+      immich-search sync --ocr-source immich   # index what Immich's own OCR found, in minutes
     """
-    from immich_search.db import open_pool
-    from immich_search.sync.pipeline import SyncPipeline
-    from immich_search.sync.sources import MediaFileSource
-    from immich_search.sync.tasks import ClipTask, OcrTask
+    from immich_search.sync.api_source import split_api_keys
+    from immich_search.sync.workers import WorkerSpec, build_source, run_sync
 
-    root = media_root or os.environ.get("IMMICH_MEDIA_LOCATION") or "/data"
-    source = MediaFileSource(root, immich_media_location)
+    spec = WorkerSpec(
+        database_url="",
+        source=source,
+        media_root=media_root,
+        immich_media_location=immich_media_location,
+        immich_url=immich_url,
+        api_keys=split_api_keys(api_keys),
+        ocr_source=ocr_source,
+        clip=clip,
+        clip_model_dir=str(clip_model_dir) if clip_model_dir else None,
+        clip_arch=clip_arch,
+        batch_size=batch_size,
+    )
+    build_source(spec)  # a wrong media root, URL or missing key is reported before anything else
     url = settings.resolve_url()
     _require_migrated(url)
     model, why_not = load_clip_model(clip, clip_model_dir, clip_arch, "image")
     if why_not:
         err_console.print(f"[yellow]{why_not}[/yellow]\n[yellow]indexing OCR text only.[/yellow]")
-    tasks = [OcrTask()] + ([ClipTask(model)] if model else [])
-    with open_pool(url) as pool:
-        pipeline = SyncPipeline(pool, source, tasks, batch_size=batch_size)
-        while True:
-            with _progress() as progress:
-                task = progress.add_task(" + ".join(t.name.upper() for t in tasks), total=None)
-                report = pipeline.run_once(
-                    force=force,
-                    on_progress=lambda done, total, task=task: progress.update(task, completed=done, total=total),
-                )
-            if report.queued or report.done or report.failed or not watch:
-                per_task = ", ".join(f"{name} {count}" for name, count in sorted(report.by_task.items()))
-                click.echo(
-                    f"queued {report.queued}, indexed {report.done}{f' ({per_task})' if per_task else ''}, "
-                    f"failed {report.failed} in {report.seconds:.1f} s ({report.images_per_second:.2f} jobs/s)"
-                )
-            for asset_id, error in report.errors[:20]:
-                click.echo(f"  {asset_id}: {error}", err=True)
-            if not watch:
-                return
-            # Polling the updateId cursors is index-backed and cheap; LISTEN/NOTIFY wake-ups are planned.
-            force = False
-            time.sleep(interval)
+    if workers > 1 and model is not None:
+        model = None  # each worker process loads its own
+        spec = replace(spec, clip=True)
+    elif model is None:
+        spec = replace(spec, clip=False)
+    spec = replace(spec, database_url=url)
+    label = "OCR + CLIP" if spec.clip is not False else "OCR"
+
+    def print_report(report) -> None:
+        if not (report.queued or report.done or report.failed or not watch):
+            return
+        per_task = ", ".join(f"{name} {count}" for name, count in sorted(report.by_task.items()))
+        paused = f", paused {report.pauses}x for the database" if report.pauses else ""
+        click.echo(
+            f"queued {report.queued}, indexed {report.done}{f' ({per_task})' if per_task else ''}, "
+            f"failed {report.failed} in {report.seconds:.1f} s ({report.images_per_second:.2f} jobs/s){paused}"
+        )
+        for asset_id, error in report.errors[:20]:
+            click.echo(f"  {asset_id}: {error}", err=True)
+
+    try:
+        if watch:
+            click.echo(f"watching for new and changed photos ({label}, {workers} worker(s)); Ctrl-C stops", err=True)
+            run_sync(
+                spec,
+                workers=workers,
+                watch_mode=True,
+                interval_s=interval,
+                force=force,
+                clip_model=model,
+                on_report=print_report,
+            )
+            return
+        with _progress() as progress:
+            bar = progress.add_task(label, total=None)
+            report = run_sync(
+                spec,
+                workers=workers,
+                force=force,
+                clip_model=model,
+                on_progress=lambda done, total: progress.update(bar, completed=done, total=total),
+            )
+        print_report(report)
+    except KeyboardInterrupt:
+        click.echo("stopped; jobs in progress were given back to the queue", err=True)
+        sys.exit(130)
 
 
 def _require_migrated(url: str) -> None:
@@ -355,6 +400,8 @@ def search(
     from immich_search.ranking.ocr_search import search_ocr
     from immich_search.ranking.query_language import Mode, parse
 
+    if ocr_weight + clip_weight == 0:
+        raise click.BadParameter("--ocr-weight and --clip-weight cannot both be 0", param_hint="weights")
     url = settings.resolve_url()
     _require_migrated(url)
     chosen = Mode(mode) if mode else parse(query).mode
@@ -388,6 +435,35 @@ def search(
         click.echo(json.dumps([hit.as_json() for hit in hits], ensure_ascii=False, indent=2))
         return
     print_hits(hits)
+
+
+@cli.command()
+@click.argument("text", required=False)
+@click.option("--image", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Embed this image.")
+@clip_model_location
+def embed(text: str | None, image: Path | None, clip_model_dir: Path | None, clip_arch: str | None) -> None:
+    """Print the cn-clip vector of TEXT (or of --image) as a pgvector literal, for psql.
+
+    \b
+    Examples:
+      immich-search embed '一只猫'
+      immich-search embed --image cat.jpg
+      psql "$DB_URL" -c "SELECT * FROM immich_search.search('一只猫', '$(immich-search embed 一只猫)', '<user id>')"
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    if (text is None) == (image is None):
+        raise click.UsageError("give either TEXT or --image")
+    model, _ = load_clip_model(True, clip_model_dir, clip_arch, "text" if text is not None else "image")
+    if text is not None:
+        vector = model.encode_texts([text])[0]
+    else:
+        try:
+            with Image.open(image) as opened:
+                vector = model.encode_images([opened.convert("RGB")])[0]
+        except (UnidentifiedImageError, OSError) as error:
+            raise click.BadParameter(f"cannot read {image}: {error}", param_hint="--image") from error
+    click.echo("[" + ",".join(f"{value:.7g}" for value in vector) + "]")
 
 
 def print_hits(hits, out: Console | None = None) -> None:
@@ -439,6 +515,9 @@ def demo(settings: Settings, images: Path | None, workdir: Path | None) -> None:
 
 # `immich-search models list|verify|export`: the Chinese-CLIP model files (immich_search/model_commands.py).
 cli.add_command(models_group)
+# `immich-search status` and `reprocess`: the sync's state, and regenerating single photos (issue 5).
+cli.add_command(status_command)
+cli.add_command(reprocess_command)
 
 
 def main() -> None:

@@ -17,11 +17,11 @@ from immich_search.model_manifest import MODEL_DIR_ENV
 from immich_search.model_session import ModelError
 
 
-def clip_model_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Add ``--clip/--no-clip``, ``--clip-model-dir`` and ``--clip-arch`` to a click command.
+def clip_model_location(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Add ``--clip-model-dir`` and ``--clip-arch`` to a click command.
 
-    The command receives ``clip`` (``True``, ``False`` or ``None`` for "when a model is present"),
-    ``clip_model_dir`` (a path or ``None``) and ``clip_arch`` (``None`` for the manifest's default).
+    The command receives ``clip_model_dir`` (a path or ``None``) and ``clip_arch`` (``None`` for the
+    manifest's default).
     """
     command = click.option(
         "--clip-arch",
@@ -29,12 +29,21 @@ def clip_model_options(command: Callable[..., Any]) -> Callable[..., Any]:
         envvar="IMMICH_SEARCH_CLIP_ARCH",
         help="cn-clip variant (see `immich-search models list`; default ViT-B-16).",
     )(command)
-    command = click.option(
+    return click.option(
         "--clip-model-dir",
         type=click.Path(file_okay=False, path_type=Path),
         envvar=MODEL_DIR_ENV,
         help=f"Folder of the cn-clip ONNX models (env {MODEL_DIR_ENV}).",
     )(command)
+
+
+def clip_model_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Add ``--clip/--no-clip`` and :func:`clip_model_location`'s options to a click command.
+
+    The command also receives ``clip``: ``True`` (required), ``False`` (off) or ``None`` (when a model is
+    present).
+    """
+    command = clip_model_location(command)
     return click.option(
         "--clip/--no-clip",
         default=None,
