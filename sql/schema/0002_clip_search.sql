@@ -150,10 +150,14 @@ BEGIN
     -- Too few rows from the index: the exact scan below is authoritative.
   END IF;
   RETURN QUERY
-    WITH scored AS MATERIALIZED (
+    -- From the visible assets to their vectors by primary key: the cost follows the caller's share, not
+    -- the library's size.
+    WITH visible AS MATERIALIZED (
+      SELECT v.asset_id FROM immich_search.visible_assets_v1(user_id, include_locked) v
+    ), scored AS MATERIALIZED (
       SELECT c.asset_id, c.embedding <=> query_vector AS distance
-      FROM immich_search.clip c
-      WHERE c.asset_id IN (SELECT v.asset_id FROM immich_search.visible_assets_v1(user_id, include_locked) v)
+      FROM visible v
+      CROSS JOIN LATERAL (SELECT x.asset_id, x.embedding FROM immich_search.clip x WHERE x.asset_id = v.asset_id) c
     )
     SELECT s.asset_id, a."originalFileName"::text, (1 - s.distance)::real
     FROM scored s JOIN public.asset a ON a.id = s.asset_id
