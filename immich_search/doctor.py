@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import psycopg
@@ -38,13 +39,9 @@ def run_checks(conn: psycopg.Connection, url: str) -> list[Check]:
     checks: list[Check] = []
     version = conn.execute("SHOW server_version_num").fetchone()[0]
     major = int(version) // 10000
-    checks.append(
-        Check("PostgreSQL", OK if 14 <= major < 20 else FAIL, f"version {major}", "Immich supports 14 to 19")
-    )
+    checks.append(Check("PostgreSQL", OK if 14 <= major < 20 else FAIL, f"version {major}", "Immich supports 14 to 19"))
     encoding = conn.execute("SHOW server_encoding").fetchone()[0]
-    checks.append(
-        Check("encoding", OK if encoding == "UTF8" else FAIL, encoding, "Immich's database must be UTF8")
-    )
+    checks.append(Check("encoding", OK if encoding == "UTF8" else FAIL, encoding, "Immich's database must be UTF8"))
     columns = {
         (table, column)
         for table, column in conn.execute(
@@ -112,4 +109,35 @@ def run_checks(conn: psycopg.Connection, url: str) -> list[Check]:
         checks.append(
             Check("migrations", FAIL, f"at {current or 'none'}, newest is {head}", "run: immich-search migrate")
         )
+    checks.append(clip_model_check(conn if current == head else None))
     return checks
+
+
+def clip_model_check(conn: psycopg.Connection | None) -> Check:
+    """Whether semantic search can run: a cn-clip model in the model folder, and the model of stored vectors.
+
+    ``conn`` is ``None`` when the schema is not migrated (nothing stored to compare with). Never fails:
+    without a model, OCR search works and semantic search is off.
+    """
+    from immich_search.clip_model import ClipModel
+    from immich_search.errors import ImmichSearchError
+
+    try:
+        # The same variant `sync` and `search` pick without --clip-arch.
+        model = ClipModel.load(arch=os.environ.get("IMMICH_SEARCH_CLIP_ARCH"))
+    except ImmichSearchError as error:
+        return Check("cn-clip model", WARN, f"optional, semantic search off: {error}", "see immich-search models list")
+    detail = f"{model.variant.arch} {model.precision} in {model.directory}"
+    stored = None
+    if conn is not None:
+        row = conn.execute("SELECT value FROM immich_search.setting WHERE key = 'clip_model'").fetchone()
+        conn.commit()
+        stored = row[0] if row else None
+    if stored is not None and stored != model.name:
+        return Check(
+            "cn-clip model",
+            WARN,
+            f"{detail}, but the stored vectors are {stored}",
+            "run immich-search sync to re-embed with this model, or pass --clip-arch of the stored one",
+        )
+    return Check("cn-clip model", OK, detail)

@@ -102,3 +102,15 @@ def test_embed_prints_a_vector_psql_can_search_with(library, model_dir, monkeypa
             "SELECT original_file_name FROM immich_search.search(%s, %s::vector, %s)", ("红", literal, user)
         ).fetchone()[0]
     assert first == "red.jpg"
+
+
+def test_doctor_reports_the_model(library, model_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("IMMICH_SEARCH_MODEL_DIR", str(model_dir))
+    result = run("--database-url", library["url"], "doctor")
+    assert result.exit_code == 0, result.output
+    assert "cn-clip model" in result.output and "ViT-B-16 fp32" in result.output
+    monkeypatch.setenv("IMMICH_SEARCH_MODEL_DIR", str(tmp_path))
+    result = run("--database-url", library["url"], "doctor")
+    assert result.exit_code == 0, "no model is a warning: OCR search still works"
+    row = next(line for line in result.output.splitlines() if "cn-clip" in line)
+    assert "warn" in row and "semantic" in row
