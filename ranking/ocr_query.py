@@ -2,29 +2,50 @@
 
 Two queries come out of a parsed query:
 
-* ``loose``: what must match. CJK parts are ``<->`` phrases of bigrams; words match as prefixes
-  (``'clean':*`` finds ``cleanhandswithsoap``); several words also match glued together as a prefix
-  (``safety evacuation`` finds ``safetyevacuationarea``); ``-term`` excludes.
-* ``strict``: the same without prefixes, used only for ranking, so exact words rank first.
+* ``loose``: what must match. CJK runs are cut into words with jieba and every word must appear, as a
+  ``<->`` phrase of its bigrams (``发票金额`` finds ``发票 ... 金额``), or the whole run as one phrase (the
+  same matches; it ranks the run as typed first and gives the fuzzy fallback the run); words match as prefixes
+  (``'clean':*`` finds ``cleanhandswithsoap``) and, from four characters on, inside words too
+  (``'~hands':*`` finds it as well, see :mod:`immich_search.tokens`); several words also match glued
+  together (``safety evacuation`` finds ``safetyevacuationarea``); ``-term`` excludes.
+* ``strict``: the same with exact words only, used only for ranking, so exact words rank first.
 
-The SQL function ``immich_search.ocr_tsquery_v1(query, strict)`` builds the same pair in the database for
-psql users; with ``segmenter=None`` this module produces exactly its output (tests prove it). With the
-default segmenter, jieba splits a CJK run into words that must each appear, rather than the whole run as
-one phrase: ``发票金额`` then finds ``发票 ... 金额``.
+The SQL function ``immich_search.ocr_tsquery_v2(query, strict)`` builds the same pair in the database for
+psql users, with a twin of jieba's segmentation over jieba's own dictionary (table
+``immich_search.cjk_word``); with ``segmenter=jieba_segmenter()`` this module produces exactly its output
+(``tests/test_sql_parity.py``). The fuzzy fallback (one misread character) is added in SQL from the
+loose query, by ``immich_search.fuzzy_tsquery_v2``, for both paths.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cache
 
 from immich_search.ranking.query_language import ParsedQuery, Term
 
 from immich_search.textfold import fold
-from immich_search.tokens import MAX_LEXEME_BYTES, cjk_lexemes, quote_lexeme, segments
+from immich_search.tokens import (
+    INFIX_MARK,
+    INFIX_MIN_LENGTH,
+    JIEBA_HAN_CLASS,
+    MAX_LEXEME_BYTES,
+    cjk_lexemes,
+    jieba_pieces,
+    quote_lexeme,
+    segments,
+)
 
 Segmenter = Callable[[str], Sequence[str]]
+
+MAX_SEGMENTED_RUN = 64
+"""Han runs longer than this (pasted sentences) are matched whole, as one phrase, not cut into words: it
+bounds the work of the SQL twin of jieba (one dictionary probe per character and word length)."""
+
+_HAN_RUN = re.compile(f"[{JIEBA_HAN_CLASS}]+")
 
 
 @dataclass(frozen=True)
@@ -35,16 +56,81 @@ class OcrQuery:
     strict: str | None
 
 
-def jieba_segmenter() -> Segmenter:
-    """Return jieba's precise-mode segmenter (dictionary only, no HMM, so it is deterministic)."""
+@cache
+def _jieba_tokenizer():
     import jieba
 
     jieba.setLogLevel(logging.WARNING)
+    # A private instance: words another module adds to jieba's global tokenizer must not change what
+    # this path finds (the SQL twin knows only jieba's own dictionary).
+    return jieba.Tokenizer()
+
+
+def jieba_segmenter() -> Segmenter:
+    """Return jieba's precise-mode segmenter (dictionary only, no HMM, so it is deterministic).
+
+    It cuts a run of Han characters (``[\\u4e00-\\u9fd5]``) into words with jieba's own dictionary, as
+    ``jieba.lcut(run, HMM=False)`` does; ``immich_search.cjk_words_v2`` is its SQL twin.
+    """
+    tokenizer = _jieba_tokenizer()
 
     def cut(run: str) -> list[str]:
-        return [word for word in jieba.lcut(run, HMM=False) if word.strip()]
+        return [word for word in tokenizer.lcut(run, HMM=False) if word.strip()]
 
     return cut
+
+
+def jieba_dictionary() -> tuple[dict[str, int], int]:
+    """Return jieba's dictionary as ``({word: frequency}, total)``, read as jieba reads it.
+
+    Only words of Han characters with a frequency above 0 are kept (the only ones jieba's segmentation of
+    a Han run can use); ``total`` is the sum over every entry, as jieba's ``gen_pfdict`` computes it (it
+    enters every word's log probability).
+    """
+    tokenizer = _jieba_tokenizer()
+    tokenizer.check_initialized()
+    words = {
+        word: freq for word, freq in tokenizer.FREQ.items() if freq > 0 and _HAN_RUN.fullmatch(word)
+    }
+    return words, tokenizer.total
+
+
+def cjk_dictionary_sql() -> str:
+    """Return ``sql/schema/0003_cjk_dictionary.sql``: jieba's dictionary as the table ``cjk_word``.
+
+    The table (created by ``0003_search_quality.sql``) holds :func:`jieba_dictionary`; the settings
+    ``cjk_dictionary_total`` and ``cjk_dictionary_max_length`` hold its total and its longest word.
+    ``tests/test_sql_parity.py`` checks the committed file equals this output.
+    """
+    words, total = jieba_dictionary()
+    body = "\n".join(f"{word} {freq}" for word, freq in sorted(words.items()))
+    longest = max(len(word) for word in words)
+    return (
+        "-- Generated by immich_search.ranking.ocr_query.cjk_dictionary_sql() from jieba's dictionary; do not\n"
+        "-- edit by hand (tests/test_sql_parity.py checks it). One 'word frequency' pair per line.\n"
+        "INSERT INTO immich_search.cjk_word (word, freq)\n"
+        "SELECT split_part(entry, ' ', 1), split_part(entry, ' ', 2)::integer\n"
+        f"FROM unnest(string_to_array($dictionary${body}$dictionary$, E'\\n')) AS entry;\n"
+        "INSERT INTO immich_search.setting (key, value) VALUES\n"
+        f"  ('cjk_dictionary_total', '{total}'), ('cjk_dictionary_max_length', '{longest}');\n"
+    )
+
+
+def cjk_words(run: str, segmenter: Segmenter | None) -> list[str]:
+    """Cut a folded CJK run into the words that must each appear (twin of ``immich_search.cjk_words_v2``).
+
+    Han pieces of up to :data:`MAX_SEGMENTED_RUN` characters go through ``segmenter``; other pieces (kana,
+    Hangul, rarer Han blocks), longer Han pieces, and every piece when ``segmenter`` is ``None`` stay whole.
+    """
+    if segmenter is None:
+        return [run]
+    words: list[str] = []
+    for piece in jieba_pieces(run):
+        if _HAN_RUN.fullmatch(piece) and len(piece) <= MAX_SEGMENTED_RUN:
+            words.extend(segmenter(piece) or [piece])
+        else:
+            words.append(piece)
+    return words
 
 
 def _cjk_expr(run: str) -> str | None:
@@ -55,9 +141,15 @@ def _cjk_expr(run: str) -> str | None:
 
 
 def _word_expr(word: str, strict: bool) -> str | None:
+    """A word: exact when strict; else a prefix, or inside a word as well from INFIX_MIN_LENGTH on."""
     if len(word.encode()) > MAX_LEXEME_BYTES:
         return None
-    return quote_lexeme(word) if strict else quote_lexeme(word) + ":*"
+    if strict:
+        return quote_lexeme(word)
+    infix = INFIX_MARK + word
+    if len(word) < INFIX_MIN_LENGTH or len(infix.encode()) > MAX_LEXEME_BYTES:
+        return quote_lexeme(word) + ":*"
+    return f"({quote_lexeme(word)}:* | {quote_lexeme(infix)}:*)"
 
 
 def _term_expr(term: Term, strict: bool, segmenter: Segmenter | None) -> str | None:
@@ -68,8 +160,13 @@ def _term_expr(term: Term, strict: bool, segmenter: Segmenter | None) -> str | N
     for kind, text in segments(fold(term.text)):
         if kind == "cjk":
             has_cjk = True
-            runs = [text] if term.phrase or segmenter is None else list(segmenter(text)) or [text]
-            parts.extend(expr for run in runs if (expr := _cjk_expr(run)))
+            runs = [text] if term.phrase else cjk_words(text, segmenter)
+            exprs = [expr for run in runs if (expr := _cjk_expr(run))]
+            if len(exprs) > 1 and (whole := _cjk_expr(text)):
+                # The whole run as a phrase too: it matches nothing the words miss (its bigrams hold them),
+                # ranks the run as typed first and lets the fuzzy fallback find it with one character misread.
+                exprs = ["(" + " & ".join(exprs) + " | " + whole + ")"]
+            parts.extend(exprs)
         else:
             words.append(text)
             if not term.phrase and (expr := _word_expr(text, strict)):
@@ -105,8 +202,8 @@ def build_ocr_query(parsed: ParsedQuery, segmenter: Segmenter | None = None) -> 
 
     Args:
         parsed: output of :func:`immich_search.ranking.query_language.parse`.
-        segmenter: splits a CJK run into words (see :func:`jieba_segmenter`); ``None`` keeps each run
-            whole, exactly as the SQL function ``immich_search.ocr_tsquery_v1`` does.
+        segmenter: cuts a Han run into words (see :func:`jieba_segmenter`, the SQL twin's); ``None`` keeps
+            each CJK run whole.
 
     Returns:
         An :class:`OcrQuery`; ``OcrQuery(None, None)`` when no positive term has a searchable character

@@ -1,4 +1,10 @@
-"""OCR search: rank assets by the text in them, only among those the user may see."""
+"""OCR search: rank assets by the text in them, only among those the user may see.
+
+Two query paths find the same photos: ``tokenizer="python"`` builds the tsqueries here (jieba, see
+:mod:`immich_search.ranking.ocr_query`) and ranks them with ``immich_search.search_ocr_tsquery``;
+``tokenizer="sql"`` hands the query text to ``immich_search.search_ocr``, what a psql user calls. Both
+rank exact matches first, then the fuzzy fallback (one misread character) below them.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +20,8 @@ from immich_search.sqlfiles import query
 
 @dataclass(frozen=True)
 class SearchHit:
-    """One ranked asset: ``score`` in [0, 1] (higher is better), ``snippet`` the matching OCR lines."""
+    """One ranked asset: ``score`` in [0, 1] (higher is better; exact matches >= 0.5, fuzzy-only ones below),
+    ``snippet`` the matching OCR lines."""
 
     asset_id: str
     original_file_name: str
@@ -68,7 +75,7 @@ def search_ocr(
     else:
         raise ValueError(f"tokenizer must be 'python' or 'sql', not {tokenizer!r}")
     with pool.connection() as conn:
-        # Never a server-side prepared statement: under a generic plan PostgreSQL cannot fold
-        # ocr_tsquery_v1(query) into a constant and rebuilds the tsquery for every row (seconds, not ms).
+        # No server-side prepared statement: each query's text differs, so one would not be reused, and
+        # the v1 functions (still in place after a downgrade) rebuild the tsquery per row under a generic plan.
         rows = conn.execute(sql, params, prepare=False).fetchall()
     return [SearchHit(str(a), name, float(score), snippet or "") for a, name, score, snippet in rows]

@@ -7,6 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from immich_search.ranking.query_language import Mode, ParsedQuery, Term, parse
 
+from tests.strategies import query_texts
+
 
 @pytest.mark.parametrize(
     ("query", "mode", "terms"),
@@ -99,33 +101,7 @@ def test_terms_keep_their_text_unfolded():
     assert parse("Straße MUSÉE 水餃").terms == (Term("Straße"), Term("MUSÉE"), Term("水餃"))
 
 
-_PIECES = st.sampled_from(
-    [
-        '"',
-        "-",
-        ":",
-        "ocr:",
-        "OCR:",
-        "clip:",
-        "ＯＣＲ：",
-        "“",
-        "”",
-        "'",
-        "\\",
-        "发票",
-        "wild",
-        "😀",
-        " ",
-        "\t",
-        "\n",
-        "\u3000",
-        "\u00a0",
-        "\x00",
-        "clıp:",
-        "İ",
-    ]
-)
-_QUERIES = st.lists(st.one_of(_PIECES, st.characters(), st.text(max_size=5)), max_size=15).map("".join)
+_QUERIES = query_texts(st.characters(), max_pieces=15, nul=True)
 
 
 @settings(max_examples=500, deadline=None)

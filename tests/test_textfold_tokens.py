@@ -10,11 +10,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from immich_search.sqlfiles import read_sql
-from immich_search.textfold import fold, fold_sql, fold_table
+from immich_search.textfold import fold, fold_char_sql, fold_sql, fold_table
 from immich_search.tokens import (
+    FUZZY_MAX_LENGTH,
+    FUZZY_MIN_LENGTH,
+    INFIX_MAX_WORD,
     MAX_POSITION,
     Token,
     document_tokens,
+    fuzzy_keys,
+    fuzzy_query_lexemes,
+    infix_lexemes,
+    jieba_pieces,
     quote_lexeme,
     segments,
     tsvector_literal,
@@ -111,13 +118,28 @@ TRICKY = [
 ]
 
 
+def test_committed_fold_char_sql_is_generated():
+    """sql/schema/0003_fold_char.sql (the rows behind fold_v2) is exactly what fold_char_sql() generates."""
+    assert read_sql("schema/0003_fold_char.sql") == fold_char_sql()
+
+
+def test_fold_char_table_holds_the_fold_table(conn):
+    rows = dict(conn.execute("SELECT source, target FROM immich_search.fold_char").fetchall())
+    assert rows == fold_table()
+
+
+FOLDS = ["fold_v1", "fold_v2"]
+
+
+@pytest.mark.parametrize("function", FOLDS)
 @pytest.mark.parametrize("text", TRICKY)
-def test_sql_fold_equals_python_fold(conn, text):
-    assert conn.execute("SELECT immich_search.fold_v1(%s)", (text,)).fetchone()[0] == fold(text)
+def test_sql_fold_equals_python_fold(conn, function, text):
+    assert conn.execute(f"SELECT immich_search.{function}(%s)", (text,)).fetchone()[0] == fold(text)
 
 
-def test_sql_fold_of_null_is_null(conn):
-    assert conn.execute("SELECT immich_search.fold_v1(NULL)").fetchone()[0] is None
+@pytest.mark.parametrize("function", FOLDS)
+def test_sql_fold_of_null_is_null(conn, function):
+    assert conn.execute(f"SELECT immich_search.{function}(NULL)").fetchone()[0] is None
 
 
 # Printable-ish BMP text that both sides read the same way: no surrogates (not valid UTF-8), no NUL
@@ -137,7 +159,8 @@ _FOLD_TEXT = st.text(
 @DB_SETTINGS
 @given(text=_FOLD_TEXT)
 def test_sql_fold_equals_python_fold_property(conn, text):
-    assert conn.execute("SELECT immich_search.fold_v1(%s)", (text,)).fetchone()[0] == fold(text)
+    folded = conn.execute("SELECT immich_search.fold_v1(%(t)s), immich_search.fold_v2(%(t)s)", {"t": text}).fetchone()
+    assert folded == (fold(text), fold(text))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -180,6 +203,7 @@ def test_mixed_cjk_and_words_positions_follow_reading_order():
         ("12800", 3),
         ("gate", 5),
         ("23", 6),
+        ("00gate", 4),  # glued across the line break
         ("gate23", 5),
     ]
 
@@ -203,10 +227,16 @@ def test_glued_words():
     assert tokens["lifecrossing"] == {2}
 
 
-def test_words_are_not_glued_across_lines():
-    tokens = by_lexeme(document_tokens(["WILD", "LIFE"]))
-    assert "wildlife" not in tokens
+def test_words_are_glued_across_lines():
+    tokens = by_lexeme(document_tokens(["WILD", "LIFE", "CROSSING"]))
     assert tokens["wild"] == {1} and tokens["life"] == {2}
+    assert tokens["wildlife"] == {1} and tokens["lifecrossing"] == {2}
+
+
+def test_no_glue_across_lines_through_cjk_or_single_letters():
+    tokens = by_lexeme(document_tokens(["WILD 小", "LIFE", "A", "B"]))
+    assert "wildlife" not in tokens
+    assert not any(lexeme.startswith(("lifea", "ab")) for lexeme in tokens)
 
 
 @pytest.mark.parametrize(
@@ -228,6 +258,85 @@ def test_apostrophes_join_words():
     tokens = by_lexeme(document_tokens(["It's O'Doherty’s"]))
     assert "its" in tokens and "odohertys" in tokens
     assert "it" not in tokens and "s" not in tokens
+
+
+def test_infix_lexemes():
+    lexemes = infix_lexemes("cleanhandswithsoap")
+    assert "~handswithsoap" in lexemes and "~withsoap" in lexemes and "~soap" in lexemes
+    assert "~oap" not in lexemes, "suffixes of four characters or more"
+    assert "~cleanhandswithsoap" not in lexemes, "the word itself is its own lexeme"
+    assert infix_lexemes("sale") == []
+    assert infix_lexemes("sales") == ["~ales"]
+    assert infix_lexemes("x" * (INFIX_MAX_WORD + 1)) == []
+
+
+def test_document_words_get_infix_and_fuzzy_lexemes_at_their_position():
+    tokens = by_lexeme(document_tokens(["Wash Cleanhandswithsoap", "Detmolder StraBe 8"]))
+    assert tokens["~handswithsoap"] == {2} and tokens["~soap"] == {2}
+    assert tokens["^5^strae"] == {4}, "StraBe without its B"
+    assert not any(lexeme.startswith("~ash") for lexeme in tokens), "wash is too short for infix lexemes"
+    assert not any(lexeme.startswith("^") and lexeme.endswith("8") for lexeme in tokens), "no keys for numbers"
+
+
+def test_fuzzy_keys():
+    assert fuzzy_keys("strabe") == ["^1^trabe", "^2^srabe", "^3^stabe", "^4^strbe", "^5^strae", "^6^strab"]
+    assert fuzzy_keys("sale") == [], "four letters: too short to tell a misread from another word"
+    assert fuzzy_keys("05251") == [], "numbers: one digit away is another number"
+    assert fuzzy_keys("by631") != []
+    assert fuzzy_keys("x" * FUZZY_MAX_LENGTH) != [] and fuzzy_keys("x" * (FUZZY_MAX_LENGTH + 1)) == []
+
+
+def one_edit(a: str, b: str) -> bool:
+    """Levenshtein distance of exactly one (a reference implementation for the key scheme)."""
+    if a == b or abs(len(a) - len(b)) > 1:
+        return False
+    if len(a) == len(b):
+        return sum(x != y for x, y in zip(a, b, strict=True)) == 1
+    short, long = sorted((a, b), key=len)
+    return any(long[:i] + long[i + 1 :] == short for i in range(len(long)))
+
+
+def doc_lexemes(word: str) -> set[str]:
+    return {word, *fuzzy_keys(word)}
+
+
+@pytest.mark.parametrize(
+    ("query", "word", "found"),
+    [
+        ("paderborn", "paderboin", True),  # misread
+        ("paderborn", "paderbornn", True),  # extra character
+        ("paderborn", "paderbrn", True),  # missing character
+        ("strasse", "strabe", True),  # ß read as B
+        ("strasse", "strae", True),  # ß dropped
+        ("paderborn", "paderbom", True),  # rn read as m
+        ("modern", "rnodern", True),  # m read as rn
+        ("cleaner", "deaner", True),  # cl read as d
+        ("clean", "dean", False),  # the photo's word has four letters: no keys
+        ("dean", "clean", False),  # four letters: no fuzzy matching
+        ("deans", "cleans", True),  # d read as cl
+        ("paderborn", "padrebom", False),  # two edits
+        ("paderborn", "paderborn", True),  # the word itself (exact matching finds it first anyway)
+        ("summe", "summa", True),
+        ("summe", "sum", False),
+        ("could", "cold", False),  # one edit, but the photo's word is too short to tell from chance
+    ],
+)
+def test_fuzzy_query_lexemes_meet_document_lexemes(query, word, found):
+    assert bool(doc_lexemes(word) & set(fuzzy_query_lexemes(query))) is found
+
+
+@DB_SETTINGS
+@given(query=st.text("abcde", min_size=5, max_size=8), word=st.text("abcde", min_size=4, max_size=9))
+def test_fuzzy_lexemes_meet_exactly_one_edit_away(query, word):
+    """Without OCR_CONFUSIONS in the query, the keys meet exactly when the words are at most one edit apart
+    and both have FUZZY_MIN_LENGTH characters or more."""
+    meet = bool(doc_lexemes(word) & set(fuzzy_query_lexemes(query)))
+    assert meet == (query == word or (one_edit(query, word) and len(word) >= FUZZY_MIN_LENGTH))
+
+
+def test_jieba_pieces():
+    assert jieba_pieces("东京タワー发票") == ["东京", "タワー", "发票"]
+    assert jieba_pieces("한국") == ["한국"]
 
 
 def test_empty_and_symbol_only_lines_give_no_tokens():
@@ -275,8 +384,8 @@ def test_cross_line_phrase_matches_in_the_database(conn):
     match = conn.execute(
         "SELECT %(v)s::tsvector @@ to_tsquery('simple', '小 <-> 菜'),"
         "       %(v)s::tsvector @@ '小菜'::tsquery,"
-        "       %(v)s::tsvector @@ immich_search.ocr_tsquery_v1('小菜'),"
-        "       %(v)s::tsvector @@ immich_search.ocr_tsquery_v1('日小菜'),"
+        "       %(v)s::tsvector @@ immich_search.ocr_tsquery('小菜'),"
+        "       %(v)s::tsvector @@ immich_search.ocr_tsquery('日小菜'),"
         "       %(v)s::tsvector @@ to_tsquery('simple', '菜 <-> 小')",
         {"v": literal},
     ).fetchone()
@@ -284,18 +393,39 @@ def test_cross_line_phrase_matches_in_the_database(conn):
 
 
 def test_glued_and_letter_spaced_lexemes_match_in_the_database(conn):
-    literal = tsvector_literal(document_tokens(["WILD LIFE", "S.A.L.E", "K-U-N-D-E-N"]))
+    literal = tsvector_literal(document_tokens(["WILD LIFE", "S.A.L.E", "K-U-N-D-E-N", "Cleanhandswithsoap"]))
     for query, expected in [
         ("wildlife", True),
         ("sale", True),
         ("kunden", True),
         ("wild life", True),
         ("lifewild", False),
+        ("cleanhandswithsoap", True),
+        ("clean hands", False),  # the strict query: exact words only
     ]:
         got = conn.execute(
-            "SELECT %s::tsvector @@ immich_search.ocr_tsquery_v1(%s, true)", (literal, query)
+            "SELECT %s::tsvector @@ immich_search.ocr_tsquery(%s, true)", (literal, query)
         ).fetchone()[0]
         assert got is expected, query
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("clean hands", True),  # glued words as a prefix
+        ("hands", True),  # inside the glued text
+        ("hands soap", True),
+        ("with soap", True),
+        ('"hands with soap"', True),
+        ("soap", True),
+        ("oap", False),  # too short to look inside words
+        ("dirty hands", False),
+    ],
+)
+def test_dropped_spaces_match_in_the_database(conn, query, expected):
+    literal = tsvector_literal(document_tokens(["Cleanhandswithsoap"]))
+    match = conn.execute("SELECT %s::tsvector @@ immich_search.ocr_tsquery(%s)", (literal, query)).fetchone()[0]
+    assert match is expected
 
 
 _LINES = st.lists(

@@ -7,7 +7,7 @@ FROM immich_search.search_ocr_tsquery(%(loose)s::tsquery, %(strict)s::tsquery, %
 
 -- name: search_ocr_sql
 SELECT asset_id, original_file_name, score, snippet
-FROM immich_search.search_ocr_v1(%(query)s, %(user_id)s::uuid, %(k)s, %(offset)s, %(include_locked)s)
+FROM immich_search.search_ocr(%(query)s, %(user_id)s::uuid, %(k)s, %(offset)s, %(include_locked)s)
 
 -- name: find_user
 -- A user by id (as text) or e-mail, case-insensitively; Immich's deleted users excluded.
