@@ -10,6 +10,16 @@ LANGUAGE sql STABLE PARALLEL SAFE AS $$
   SELECT * FROM immich_search.search_ocr_tsquery_v1(loose, strict, user_id, k, "offset", include_locked)
 $$;
 
+-- Stable names of the SQL query tokenizer and of snippets, for the hybrid ranking and psql users; a later
+-- revision repoints them at newer versions with the same signatures.
+CREATE FUNCTION immich_search.ocr_tsquery(query text, strict boolean DEFAULT false) RETURNS tsquery
+LANGUAGE sql STABLE PARALLEL SAFE
+RETURN immich_search.ocr_tsquery_v1(query, strict);
+
+CREATE FUNCTION immich_search.snippet(body text, query tsquery, max_lines integer DEFAULT 3) RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE
+RETURN immich_search.snippet_v1(body, query, max_lines);
+
 -- One L2-normalised cn-clip image vector per asset, all of one model (setting clip_model). The dimension
 -- follows the model (512 for ViT-B-16, the default); clip_configure_v1 changes it, as Immich re-creates
 -- smart_search when its CLIP model changes.
@@ -247,7 +257,7 @@ BEGIN
       OFFSET greatest("offset", 0) LIMIT greatest(k, 0)
     )
     SELECT p.asset_id, p.original_file_name, p.fused::real,
-           CASE WHEN p.ocr_rank IS NULL THEN '' ELSE immich_search.snippet_v1(t.text, loose) END,
+           CASE WHEN p.ocr_rank IS NULL THEN '' ELSE immich_search.snippet(t.text, loose) END,
            p.ocr_rank, p.clip_rank, p.ocr_score, p.clip_score
     FROM page p
     LEFT JOIN immich_search.ocr t ON t.asset_id = p.asset_id
@@ -275,8 +285,8 @@ RETURNS TABLE (asset_id uuid, original_file_name text, score real, snippet text,
 LANGUAGE sql VOLATILE AS $$
   SELECT h.* FROM (SELECT immich_search.query_mode_v1(query) AS mode) AS m
   CROSS JOIN LATERAL immich_search.search_hybrid_tsquery_v1(
-    CASE WHEN m.mode <> 'clip' THEN immich_search.ocr_tsquery_v1(query, false) END,
-    CASE WHEN m.mode <> 'clip' THEN immich_search.ocr_tsquery_v1(query, true) END,
+    CASE WHEN m.mode <> 'clip' THEN immich_search.ocr_tsquery(query, false) END,
+    CASE WHEN m.mode <> 'clip' THEN immich_search.ocr_tsquery(query, true) END,
     CASE WHEN m.mode <> 'ocr' THEN query_vector END,
     user_id, k, "offset", include_locked, fusion, ocr_weight, clip_weight, candidates) AS h
 $$;

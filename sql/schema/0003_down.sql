@@ -13,7 +13,12 @@ RETURNS TABLE (asset_id uuid, original_file_name text, score real, snippet text)
 LANGUAGE sql STABLE PARALLEL SAFE AS $$
   SELECT * FROM immich_search.search_ocr_tsquery_v1(loose, strict, user_id, k, "offset", include_locked)
 $$;
-DROP FUNCTION IF EXISTS immich_search.ocr_tsquery(text, boolean);
+CREATE OR REPLACE FUNCTION immich_search.ocr_tsquery(query text, strict boolean DEFAULT false) RETURNS tsquery
+LANGUAGE sql STABLE PARALLEL SAFE
+RETURN immich_search.ocr_tsquery_v1(query, strict);
+CREATE OR REPLACE FUNCTION immich_search.snippet(body text, query tsquery, max_lines integer DEFAULT 3) RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE
+RETURN immich_search.snippet_v1(body, query, max_lines);
 DROP FUNCTION IF EXISTS immich_search.search_ocr_v2(text, uuid, integer, integer, boolean);
 DROP FUNCTION IF EXISTS immich_search.search_ocr_tsquery_v2(tsquery, tsquery, uuid, integer, integer, boolean);
 DROP FUNCTION IF EXISTS immich_search.snippet_v2(text, tsquery, integer);

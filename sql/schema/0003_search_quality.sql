@@ -509,9 +509,13 @@ END
 $$;
 
 -- The stable names follow the newest versions.
-CREATE FUNCTION immich_search.ocr_tsquery(query text, strict boolean DEFAULT false) RETURNS tsquery
+CREATE OR REPLACE FUNCTION immich_search.ocr_tsquery(query text, strict boolean DEFAULT false) RETURNS tsquery
 LANGUAGE sql STABLE PARALLEL SAFE
 RETURN immich_search.ocr_tsquery_v2(query, strict);
+
+CREATE OR REPLACE FUNCTION immich_search.snippet(body text, query tsquery, max_lines integer DEFAULT 3) RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE
+RETURN immich_search.snippet_v2(body, query, max_lines);
 
 CREATE OR REPLACE FUNCTION immich_search.search_ocr_tsquery(
   loose tsquery, strict tsquery, user_id uuid, k integer DEFAULT 10, "offset" integer DEFAULT 0,
