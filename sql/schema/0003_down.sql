@@ -21,6 +21,7 @@ LANGUAGE sql STABLE PARALLEL SAFE
 RETURN immich_search.snippet_v1(body, query, max_lines);
 DROP FUNCTION IF EXISTS immich_search.search_ocr_v2(text, uuid, integer, integer, boolean);
 DROP FUNCTION IF EXISTS immich_search.search_ocr_tsquery_v2(tsquery, tsquery, uuid, integer, integer, boolean);
+DROP FUNCTION IF EXISTS immich_search.can_see_v2(uuid, text, timestamptz, uuid, uuid[], boolean);
 DROP FUNCTION IF EXISTS immich_search.snippet_v2(text, tsquery, integer);
 DROP FUNCTION IF EXISTS immich_search.fuzzy_tsquery_v2(tsquery);
 DROP FUNCTION IF EXISTS immich_search.cjk_fuzzy_v2(text);

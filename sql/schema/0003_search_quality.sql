@@ -453,6 +453,17 @@ $$;
 -- OCR ranking from ready-made tsqueries: loose decides what matches exactly, strict lifts exact words;
 -- then the fuzzy query (fuzzy_tsquery_v2 of loose) adds what is one edit away, always below every exact
 -- match. Scores: exact hits in [0.5, 1), fuzzy hits in [0, 0.5); ties broken by newest photo, then id.
+-- Whether the caller sees an asset, as Immich's smart search decides (visible_assets_v1's rule, per row):
+-- their own in timeline or archive (locked only when asked), partners' (sharing in timeline) in timeline,
+-- never trashed. A plain SQL expression, inlined into the calling query.
+CREATE FUNCTION immich_search.can_see_v2(
+  owner_id uuid, visibility text, deleted_at timestamptz, user_id uuid, partners uuid[],
+  include_locked boolean) RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN deleted_at IS NULL
+   AND ((owner_id = user_id AND (visibility IN ('timeline', 'archive') OR (include_locked AND visibility = 'locked')))
+        OR (owner_id = ANY(partners) AND visibility = 'timeline'));
+
 CREATE FUNCTION immich_search.search_ocr_tsquery_v2(
   loose tsquery, strict tsquery, user_id uuid, k integer DEFAULT 10, "offset" integer DEFAULT 0,
   include_locked boolean DEFAULT false)
@@ -460,34 +471,50 @@ RETURNS TABLE (asset_id uuid, original_file_name text, score real, snippet text)
 LANGUAGE plpgsql STABLE PARALLEL SAFE AS $$
 #variable_conflict use_column
 DECLARE
-  -- Built once per call: a query that called fuzzy_tsquery_v2(loose) in its WHERE clause could run it
-  -- for every row under a prepared statement's generic plan.
-  fuzzy tsquery := immich_search.fuzzy_tsquery_v2(loose);
+  wanted integer := greatest(k, 0) + greatest("offset", 0);
+  -- Partners who share with the caller in timeline (Immich's smart search rule, visible_assets_v1).
+  partners uuid[] := ARRAY(SELECT p."sharedById" FROM public.partner p
+                           WHERE p."sharedWithId" = user_id AND p."inTimeline");
+  exact_hits integer;
+  fuzzy tsquery;
 BEGIN
-  IF loose IS NULL THEN
+  IF loose IS NULL OR wanted = 0 THEN
     RETURN;
   END IF;
+  -- Visibility is checked on each matching row through asset's primary key, so the cost follows the
+  -- matches, not the size of the caller's library (a visible-set join reads every asset the caller owns).
+  -- The fuzzy fallback only runs when the exact matches do not fill the page: fuzzy hits rank below every
+  -- exact one, so a page made of exact hits is the same with or without them.
+  SELECT count(*) INTO exact_hits FROM (
+    SELECT 1 FROM immich_search.ocr AS o JOIN public.asset AS a ON a.id = o.asset_id
+    WHERE o.search_vector @@ loose
+      AND immich_search.can_see_v2(a."ownerId", a.visibility::text, a."deletedAt", user_id, partners, include_locked)
+    LIMIT wanted) AS x;
+  IF exact_hits < wanted THEN
+    -- Built once per call: in a WHERE clause it could run for every row under a generic plan.
+    fuzzy := immich_search.fuzzy_tsquery_v2(loose);
+  END IF;
   RETURN QUERY
-    WITH visible AS (
-      SELECT v.asset_id FROM immich_search.visible_assets_v1(user_id, include_locked) AS v
-    ), hits AS (
+    WITH hits AS (
+      -- The visibility join sits inside each branch, so only visible matches are ranked.
       -- ts_rank_cd normalisation 1|32: divide by 1 + log(length), then map to rank / (rank + 1).
-      SELECT o.asset_id, o.text, 1 AS tier,
+      SELECT o.asset_id, o.text, a."originalFileName"::text AS name, a."fileCreatedAt" AS created, 1 AS tier,
              0.5 + 0.25 * (ts_rank_cd(o.search_vector, loose, 33)
                            + coalesce(ts_rank_cd(o.search_vector, coalesce(strict, loose), 33), 0)) AS s
-      FROM immich_search.ocr AS o
-      WHERE o.search_vector @@ loose AND o.asset_id IN (SELECT visible.asset_id FROM visible)
+      FROM immich_search.ocr AS o JOIN public.asset AS a ON a.id = o.asset_id
+      WHERE o.search_vector @@ loose
+        AND immich_search.can_see_v2(a."ownerId", a.visibility::text, a."deletedAt", user_id, partners, include_locked)
       UNION ALL
-      SELECT o.asset_id, o.text, 2 AS tier, 0.5 * ts_rank_cd(o.search_vector, fuzzy, 33) AS s
-      FROM immich_search.ocr AS o
+      SELECT o.asset_id, o.text, a."originalFileName"::text, a."fileCreatedAt", 2 AS tier,
+             0.5 * ts_rank_cd(o.search_vector, fuzzy, 33) AS s
+      FROM immich_search.ocr AS o JOIN public.asset AS a ON a.id = o.asset_id
       WHERE fuzzy IS NOT NULL AND o.search_vector @@ fuzzy AND NOT o.search_vector @@ loose
-        AND o.asset_id IN (SELECT visible.asset_id FROM visible)
+        AND immich_search.can_see_v2(a."ownerId", a.visibility::text, a."deletedAt", user_id, partners, include_locked)
     )
-    SELECT h.asset_id, a."originalFileName"::text, h.s::real,
+    SELECT h.asset_id, h.name, h.s::real,
            immich_search.snippet_v2(h.text, CASE WHEN h.tier = 1 THEN loose ELSE fuzzy END)
     FROM hits AS h
-    JOIN public.asset AS a ON a.id = h.asset_id
-    ORDER BY h.tier, h.s DESC, a."fileCreatedAt" DESC, h.asset_id
+    ORDER BY h.tier, h.s DESC, h.created DESC, h.asset_id
     LIMIT greatest(k, 0) OFFSET greatest("offset", 0);
 END
 $$;
