@@ -10,6 +10,23 @@ LANGUAGE sql STABLE PARALLEL SAFE AS $$
   SELECT * FROM immich_search.search_ocr_tsquery_v1(loose, strict, user_id, k, "offset", include_locked)
 $$;
 
+-- The OCR branch of the hybrid ranking: ranked candidates without snippets (snippets cost more than the
+-- ranking; the hybrid makes them for its page only). Stable name plus version, as above.
+CREATE FUNCTION immich_search.ocr_candidates_v1(
+  loose tsquery, strict tsquery, user_id uuid, k integer DEFAULT 100, include_locked boolean DEFAULT false)
+RETURNS TABLE (asset_id uuid, original_file_name text, score real)
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+  SELECT s.asset_id, s.original_file_name, s.score
+  FROM immich_search.search_ocr_tsquery_v1(loose, strict, user_id, k, 0, include_locked) AS s
+$$;
+
+CREATE FUNCTION immich_search.ocr_candidates(
+  loose tsquery, strict tsquery, user_id uuid, k integer DEFAULT 100, include_locked boolean DEFAULT false)
+RETURNS TABLE (asset_id uuid, original_file_name text, score real)
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+  SELECT * FROM immich_search.ocr_candidates_v1(loose, strict, user_id, k, include_locked)
+$$;
+
 -- Stable names of the SQL query tokenizer and of snippets, for the hybrid ranking and psql users; a later
 -- revision repoints them at newer versions with the same signatures.
 CREATE FUNCTION immich_search.ocr_tsquery(query text, strict boolean DEFAULT false) RETURNS tsquery
@@ -219,11 +236,10 @@ BEGIN
   END IF;
   RETURN QUERY
     WITH ocr AS MATERIALIZED (
-      -- No WITH ORDINALITY and no snippet column: the SQL function is then inlined and its snippets,
-      -- the costly part, are never computed for candidates; the page's snippets are made below.
-      -- row_number() OVER () numbers rows in the order the function returns them (its ORDER BY).
-      SELECT o.asset_id, o.original_file_name, o.score, (row_number() OVER ())::integer AS rank
-      FROM immich_search.search_ocr_tsquery(loose, strict, user_id, pool, 0, include_locked) AS o
+      -- Candidates without snippets: the page's snippets are made below.
+      SELECT o.asset_id, o.original_file_name, o.score, o.n::integer AS rank
+      FROM immich_search.ocr_candidates(loose, strict, user_id, pool, include_locked)
+           WITH ORDINALITY AS o(asset_id, original_file_name, score, n)
       WHERE ocr_weight > 0
     ), clip AS MATERIALIZED (
       SELECT c.asset_id, c.original_file_name, c.score, c.n::integer AS rank

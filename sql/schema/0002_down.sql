@@ -11,5 +11,7 @@ DROP FUNCTION IF EXISTS immich_search.clip_create_index_v1();
 DROP TABLE IF EXISTS immich_search.clip;
 DELETE FROM immich_search.setting WHERE key = 'clip_model';
 DROP FUNCTION IF EXISTS immich_search.snippet(text, tsquery, integer);
+DROP FUNCTION IF EXISTS immich_search.ocr_candidates(tsquery, tsquery, uuid, integer, boolean);
+DROP FUNCTION IF EXISTS immich_search.ocr_candidates_v1(tsquery, tsquery, uuid, integer, boolean);
 DROP FUNCTION IF EXISTS immich_search.ocr_tsquery(text, boolean);
 DROP FUNCTION IF EXISTS immich_search.search_ocr_tsquery(tsquery, tsquery, uuid, integer, integer, boolean);

@@ -20,7 +20,14 @@ CREATE OR REPLACE FUNCTION immich_search.snippet(body text, query tsquery, max_l
 LANGUAGE sql STABLE PARALLEL SAFE
 RETURN immich_search.snippet_v1(body, query, max_lines);
 DROP FUNCTION IF EXISTS immich_search.search_ocr_v2(text, uuid, integer, integer, boolean);
+CREATE OR REPLACE FUNCTION immich_search.ocr_candidates(
+  loose tsquery, strict tsquery, user_id uuid, k integer DEFAULT 100, include_locked boolean DEFAULT false)
+RETURNS TABLE (asset_id uuid, original_file_name text, score real)
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+  SELECT * FROM immich_search.ocr_candidates_v1(loose, strict, user_id, k, include_locked)
+$$;
 DROP FUNCTION IF EXISTS immich_search.search_ocr_tsquery_v2(tsquery, tsquery, uuid, integer, integer, boolean);
+DROP FUNCTION IF EXISTS immich_search.ocr_candidates_v2(tsquery, tsquery, uuid, integer, boolean);
 DROP FUNCTION IF EXISTS immich_search.can_see_v2(uuid, text, timestamptz, uuid, uuid[], boolean);
 DROP FUNCTION IF EXISTS immich_search.snippet_v2(text, tsquery, integer);
 DROP FUNCTION IF EXISTS immich_search.fuzzy_tsquery_v2(tsquery);

@@ -450,9 +450,6 @@ LANGUAGE sql STABLE PARALLEL SAFE AS $$
                   (SELECT lines.line FROM lines ORDER BY lines.n LIMIT 1), '')
 $$;
 
--- OCR ranking from ready-made tsqueries: loose decides what matches exactly, strict lifts exact words;
--- then the fuzzy query (fuzzy_tsquery_v2 of loose) adds what is one edit away, always below every exact
--- match. Scores: exact hits in [0.5, 1), fuzzy hits in [0, 0.5); ties broken by newest photo, then id.
 -- Whether the caller sees an asset, as Immich's smart search decides (visible_assets_v1's rule, per row):
 -- their own in timeline or archive (locked only when asked), partners' (sharing in timeline) in timeline,
 -- never trashed. A plain SQL expression, inlined into the calling query.
@@ -464,14 +461,17 @@ RETURN deleted_at IS NULL
    AND ((owner_id = user_id AND (visibility IN ('timeline', 'archive') OR (include_locked AND visibility = 'locked')))
         OR (owner_id = ANY(partners) AND visibility = 'timeline'));
 
-CREATE FUNCTION immich_search.search_ocr_tsquery_v2(
-  loose tsquery, strict tsquery, user_id uuid, k integer DEFAULT 10, "offset" integer DEFAULT 0,
-  include_locked boolean DEFAULT false)
-RETURNS TABLE (asset_id uuid, original_file_name text, score real, snippet text)
+-- Ranked OCR candidates of the caller's visible assets, without snippets (the hybrid ranking's OCR branch;
+-- search_ocr_tsquery_v2 adds snippets to a page of them). Exact matches first, scored in [0.5, 1); then,
+-- when they do not fill the k rows, the fuzzy fallback (fuzzy_tsquery_v2 of loose: one edit away), in
+-- [0, 0.5); ties broken by newest photo, then id.
+CREATE FUNCTION immich_search.ocr_candidates_v2(
+  loose tsquery, strict tsquery, user_id uuid, k integer DEFAULT 100, include_locked boolean DEFAULT false)
+RETURNS TABLE (asset_id uuid, original_file_name text, score real)
 LANGUAGE plpgsql STABLE PARALLEL SAFE AS $$
 #variable_conflict use_column
 DECLARE
-  wanted integer := greatest(k, 0) + greatest("offset", 0);
+  wanted integer := greatest(k, 0);
   -- Partners who share with the caller in timeline (Immich's smart search rule, visible_assets_v1).
   partners uuid[] := ARRAY(SELECT p."sharedById" FROM public.partner p
                            WHERE p."sharedWithId" = user_id AND p."inTimeline");
@@ -498,24 +498,51 @@ BEGIN
     WITH hits AS (
       -- The visibility join sits inside each branch, so only visible matches are ranked.
       -- ts_rank_cd normalisation 1|32: divide by 1 + log(length), then map to rank / (rank + 1).
-      SELECT o.asset_id, o.text, a."originalFileName"::text AS name, a."fileCreatedAt" AS created, 1 AS tier,
+      SELECT o.asset_id, a."originalFileName"::text AS name, a."fileCreatedAt" AS created, 1 AS tier,
              0.5 + 0.25 * (ts_rank_cd(o.search_vector, loose, 33)
                            + coalesce(ts_rank_cd(o.search_vector, coalesce(strict, loose), 33), 0)) AS s
       FROM immich_search.ocr AS o JOIN public.asset AS a ON a.id = o.asset_id
       WHERE o.search_vector @@ loose
         AND immich_search.can_see_v2(a."ownerId", a.visibility::text, a."deletedAt", user_id, partners, include_locked)
       UNION ALL
-      SELECT o.asset_id, o.text, a."originalFileName"::text, a."fileCreatedAt", 2 AS tier,
+      SELECT o.asset_id, a."originalFileName"::text, a."fileCreatedAt", 2 AS tier,
              0.5 * ts_rank_cd(o.search_vector, fuzzy, 33) AS s
       FROM immich_search.ocr AS o JOIN public.asset AS a ON a.id = o.asset_id
       WHERE fuzzy IS NOT NULL AND o.search_vector @@ fuzzy AND NOT o.search_vector @@ loose
         AND immich_search.can_see_v2(a."ownerId", a.visibility::text, a."deletedAt", user_id, partners, include_locked)
     )
-    SELECT h.asset_id, h.name, h.s::real,
-           immich_search.snippet_v2(h.text, CASE WHEN h.tier = 1 THEN loose ELSE fuzzy END)
+    SELECT h.asset_id, h.name, h.s::real
     FROM hits AS h
     ORDER BY h.tier, h.s DESC, h.created DESC, h.asset_id
-    LIMIT greatest(k, 0) OFFSET greatest("offset", 0);
+    LIMIT wanted;
+END
+$$;
+
+-- OCR ranking from ready-made tsqueries: a page of ocr_candidates_v2 with the matching lines as snippet
+-- (the lines matching the loose query, or for a fuzzy hit (score < 0.5) the fuzzy one).
+CREATE FUNCTION immich_search.search_ocr_tsquery_v2(
+  loose tsquery, strict tsquery, user_id uuid, k integer DEFAULT 10, "offset" integer DEFAULT 0,
+  include_locked boolean DEFAULT false)
+RETURNS TABLE (asset_id uuid, original_file_name text, score real, snippet text)
+LANGUAGE plpgsql STABLE PARALLEL SAFE AS $$
+#variable_conflict use_column
+BEGIN
+  RETURN QUERY
+    WITH page AS MATERIALIZED (
+      SELECT c.asset_id, c.original_file_name, c.score, c.n
+      FROM immich_search.ocr_candidates_v2(loose, strict, user_id, greatest(k, 0) + greatest("offset", 0),
+                                           include_locked) WITH ORDINALITY AS c(asset_id, original_file_name, score, n)
+      ORDER BY c.n OFFSET greatest("offset", 0)
+    ), fuzzy AS MATERIALIZED (
+      -- The fuzzy query again, once, only when the page holds a fuzzy hit (score < 0.5) to make a snippet of.
+      SELECT CASE WHEN EXISTS (SELECT 1 FROM page WHERE page.score < 0.5)
+                  THEN immich_search.fuzzy_tsquery_v2(loose) END AS q
+    )
+    SELECT p.asset_id, p.original_file_name, p.score,
+           immich_search.snippet_v2(o.text, CASE WHEN p.score >= 0.5 THEN loose ELSE f.q END)
+    FROM page AS p CROSS JOIN fuzzy AS f
+    JOIN immich_search.ocr AS o ON o.asset_id = p.asset_id
+    ORDER BY p.n;
 END
 $$;
 
@@ -543,6 +570,13 @@ RETURN immich_search.ocr_tsquery_v2(query, strict);
 CREATE OR REPLACE FUNCTION immich_search.snippet(body text, query tsquery, max_lines integer DEFAULT 3) RETURNS text
 LANGUAGE sql STABLE PARALLEL SAFE
 RETURN immich_search.snippet_v2(body, query, max_lines);
+
+CREATE OR REPLACE FUNCTION immich_search.ocr_candidates(
+  loose tsquery, strict tsquery, user_id uuid, k integer DEFAULT 100, include_locked boolean DEFAULT false)
+RETURNS TABLE (asset_id uuid, original_file_name text, score real)
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+  SELECT * FROM immich_search.ocr_candidates_v2(loose, strict, user_id, k, include_locked)
+$$;
 
 CREATE OR REPLACE FUNCTION immich_search.search_ocr_tsquery(
   loose tsquery, strict tsquery, user_id uuid, k integer DEFAULT 10, "offset" integer DEFAULT 0,
