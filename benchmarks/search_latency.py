@@ -107,6 +107,53 @@ def owners_for(n: int, rng: np.random.Generator) -> tuple[np.ndarray, dict[str, 
     return owner, {"large": 0, "small": 1}
 
 
+def reuse_library(admin_url: str, size: int, uniform: bool) -> dict | None:
+    """The library of an earlier ``--keep`` run, its functions refreshed; ``None`` when there is none.
+
+    The vectors and their index (the slow part to build) are moved aside, the schema goes down to
+    revision 0001 (which keeps the OCR rows) and up again, installing the current ranking functions, and
+    the vectors come back.
+    """
+    name = f"immich_search_latency_{size}"
+    with psycopg.connect(admin_url) as conn:
+        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is None:
+            return None
+    url = with_db(admin_url, name)
+    with psycopg.connect(url, autocommit=True) as conn:
+        if conn.execute("SELECT to_regclass('immich_search.clip')").fetchone()[0] is not None:
+            conn.execute("ALTER TABLE immich_search.clip SET SCHEMA public")
+            conn.execute("ALTER TABLE public.clip RENAME TO immich_search_bench_clip")
+    migrate.downgrade(url, "0001")
+    migrate.upgrade(url)
+    with psycopg.connect(url) as conn:
+        conn.execute("DROP TABLE immich_search.clip")
+        conn.execute("ALTER TABLE public.immich_search_bench_clip SET SCHEMA immich_search")
+        conn.execute("ALTER TABLE immich_search.immich_search_bench_clip RENAME TO clip")
+        conn.execute(
+            "INSERT INTO immich_search.setting VALUES ('clip_model', 'bench-512') "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+        )
+    rng = np.random.default_rng(size)
+    centres = None if uniform else unit_vectors(rng, CENTRES, None)
+    with psycopg.connect(url) as conn:
+        users = [
+            str(conn.execute('SELECT id FROM public."user" WHERE email = %s', (f"u{i}@bench",)).fetchone()[0])
+            for i in range(61)
+        ]
+        assets = conn.execute("SELECT count(*) FROM public.asset").fetchone()[0]
+        kind = conn.execute(
+            "SELECT amname FROM pg_class c JOIN pg_am am ON am.oid = c.relam WHERE c.relname = 'clip_embedding_idx'"
+        ).fetchone()[0]
+    if assets != size:
+        raise SystemExit(f"{name} holds {assets} assets, not {size}: run without --reuse")
+    return {
+        "url": url,
+        "users": users,
+        "centres": centres,
+        "timings": {"load_s": float("nan"), "index_build_s": float("nan"), "index": kind},
+    }
+
+
 def build_library(admin_url: str, size: int, uniform: bool, console) -> dict:
     """Create and fill ``immich_search_latency_<size>``; return its URL, users and build timings."""
     name = f"immich_search_latency_{size}"
@@ -296,6 +343,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--queries", type=int, default=100, help="queries per kind and filter")
     parser.add_argument("--uniform", action="store_true", help="uniform unit vectors instead of clustered ones")
     parser.add_argument("--keep", action="store_true", help="keep the scratch databases")
+    parser.add_argument("--reuse", action="store_true", help="reuse a kept library of the same size (implies --keep)")
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
     url = args.database_url or start_embedded(Path(tempfile.mkdtemp(prefix="immich-search-latency-")))
@@ -310,7 +358,9 @@ def main(argv: list[str] | None = None) -> int:
     report = []
     for size in (int(s) for s in args.sizes.split(",")):
         print(f"library of {size:,} assets", flush=True)
-        library = build_library(url, size, args.uniform, lambda line: print(line, flush=True))
+        library = (reuse_library(url, size, args.uniform) if args.reuse else None) or build_library(
+            url, size, args.uniform, lambda line: print(line, flush=True)
+        )
         timings = library["timings"]
         print(
             f"  load {timings['load_s']:.0f} s, {timings['index']} index build {timings['index_build_s']:.0f} s",
@@ -318,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         rows = measure(library, args.queries, lambda line: print(line, flush=True))
         report.append({"size": size, "timings": timings, "rows": rows})
-        if not args.keep:
+        if not (args.keep or args.reuse):
             with psycopg.connect(url, autocommit=True) as conn:
                 conn.execute(f'DROP DATABASE IF EXISTS "immich_search_latency_{size}" WITH (FORCE)')
     print()
