@@ -23,6 +23,7 @@ from immich_search.config import database_url_from_env
 from immich_search.errors import ConfigError, ImmichSearchError
 from immich_search.model_commands import models as models_group
 from immich_search.reprocess_command import reprocess as reprocess_command
+from immich_search.serve.command import serve as serve_command
 from immich_search.status_command import status as status_command
 from immich_search.sync_options import ocr_source_option, preview_source_options
 
@@ -515,6 +516,8 @@ def demo(settings: Settings, images: Path | None, workdir: Path | None) -> None:
 
 # `immich-search models list|verify|export`: the Chinese-CLIP model files (immich_search/model_commands.py).
 cli.add_command(models_group)
+# `immich-search serve`: the HTTP service in front of Immich for its search bar (immich_search/serve/).
+cli.add_command(serve_command)
 # `immich-search status` and `reprocess`: the sync's state, and regenerating single photos (issue 5).
 cli.add_command(status_command)
 cli.add_command(reprocess_command)
