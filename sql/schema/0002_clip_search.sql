@@ -140,9 +140,9 @@ BEGIN
   END IF;
   SELECT count(*) INTO visible_count
   FROM (SELECT 1 FROM immich_search.visible_assets_v1(user_id, include_locked) LIMIT exact_limit::bigint + 1) AS v;
+  owners := ARRAY[user_id] || ARRAY(SELECT p."sharedById" FROM public.partner p
+                                    WHERE p."sharedWithId" = user_id AND p."inTimeline");
   IF visible_count > exact_limit THEN
-    owners := ARRAY[user_id] || ARRAY(SELECT p."sharedById" FROM public.partner p
-                                      WHERE p."sharedWithId" = user_id AND p."inTimeline");
     saved_ef := current_setting('hnsw.ef_search', true);
     PERFORM set_config('hnsw.ef_search', least(greatest(overfetch, 100), 1000)::text, true);
     IF immich_search.pgvector_iterative_scan_v1() THEN
@@ -180,7 +180,12 @@ BEGIN
     -- From the visible assets to their vectors by primary key: the cost follows the caller's share, not
     -- the library's size.
     WITH visible AS MATERIALIZED (
-      SELECT v.asset_id FROM immich_search.visible_assets_v1(user_id, include_locked) v
+      -- The owners' assets through Immich's "ownerId" index (one probe per owner, whatever the plan).
+      SELECT a.id AS asset_id FROM public.asset a
+      WHERE a."ownerId" = ANY(owners) AND a."deletedAt" IS NULL
+        AND CASE WHEN a."ownerId" = user_id
+                 THEN a.visibility IN ('timeline', 'archive') OR (include_locked AND a.visibility = 'locked')
+                 ELSE a.visibility = 'timeline' END
     ), scored AS MATERIALIZED (
       SELECT c.asset_id, c.embedding <=> query_vector AS distance
       FROM visible v
