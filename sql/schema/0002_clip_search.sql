@@ -181,18 +181,21 @@ BEGIN
     -- the library's size.
     WITH visible AS MATERIALIZED (
       -- The owners' assets through Immich's "ownerId" index (one probe per owner, whatever the plan).
-      SELECT a.id AS asset_id FROM public.asset a
+      SELECT a.id AS asset_id, a."originalFileName"::text AS name FROM public.asset a
       WHERE a."ownerId" = ANY(owners) AND a."deletedAt" IS NULL
         AND CASE WHEN a."ownerId" = user_id
                  THEN a.visibility IN ('timeline', 'archive') OR (include_locked AND a.visibility = 'locked')
                  ELSE a.visibility = 'timeline' END
     ), scored AS MATERIALIZED (
-      SELECT c.asset_id, c.embedding <=> query_vector AS distance
+      -- A correlated subquery is one primary-key probe per visible asset; a join would be planned as a
+      -- hash join reading the whole vector table.
+      SELECT v.asset_id, v.name,
+             (SELECT x.embedding FROM immich_search.clip x WHERE x.asset_id = v.asset_id) <=> query_vector AS distance
       FROM visible v
-      CROSS JOIN LATERAL (SELECT x.asset_id, x.embedding FROM immich_search.clip x WHERE x.asset_id = v.asset_id) c
     )
-    SELECT s.asset_id, a."originalFileName"::text, (1 - s.distance)::real
-    FROM scored s JOIN public.asset a ON a.id = s.asset_id
+    SELECT s.asset_id, s.name, (1 - s.distance)::real
+    FROM scored s
+    WHERE s.distance IS NOT NULL
     ORDER BY s.distance, s.asset_id
     OFFSET greatest("offset", 0) LIMIT greatest(k, 0);
 END
