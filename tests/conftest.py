@@ -26,6 +26,8 @@ from immich_search.sqlfiles import read_sql
 
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus" / "dev"
 SERVERS = ["embedded", "pg15"]
+RUN = uuid.uuid4().hex[:8]
+"""Suffix of this test session's template databases: two sessions sharing a server never collide."""
 
 
 def corpus_dir() -> Path:
@@ -86,20 +88,22 @@ def drop_database(admin_url: str, name: str) -> None:
 @pytest.fixture(scope="session")
 def immich_template(server) -> str:
     """Name of a template database holding Immich's schema subset (not migrated)."""
-    name = "tmpl_immich"
+    name = f"tmpl_immich_{RUN}"
     url = create_database(server, name)
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(read_sql("immich/v3_1_subset.sql"))
-    return name
+    yield name
+    drop_database(server, name)
 
 
 @pytest.fixture(scope="session")
 def migrated_template(server, immich_template) -> str:
     """Name of a template database holding Immich's schema subset plus our migrations at head."""
-    name = "tmpl_migrated"
+    name = f"tmpl_migrated_{RUN}"
     url = create_database(server, name, template=immich_template)
     migrate.upgrade(url)
-    return name
+    yield name
+    drop_database(server, name)
 
 
 @pytest.fixture
@@ -152,7 +156,7 @@ def indexed_corpus(server, migrated_template, ocr_engine, tmp_path_factory):
     images = sorted((corpus_dir() / "images").iterdir())
     if not images:
         pytest.skip("dev corpus not found")
-    url = create_database(server, "t_corpus", template=migrated_template)
+    url = create_database(server, f"t_corpus_{RUN}", template=migrated_template)
     media_root = tmp_path_factory.mktemp("corpus_media")
     user_id = import_library(url, images, media_root, email="corpus@example.com")
     with open_pool(url) as pool:
@@ -161,3 +165,4 @@ def indexed_corpus(server, migrated_template, ocr_engine, tmp_path_factory):
         names = {str(a): n for a, n in conn.execute('SELECT id, "originalFileName" FROM public.asset')}
     yield {"url": url, "user_id": user_id, "media_root": media_root, "report": report, "names": names}
     shutil.rmtree(media_root, ignore_errors=True)
+    drop_database(server, f"t_corpus_{RUN}")
