@@ -14,7 +14,7 @@ For each library size it builds, in a scratch database on a real PostgreSQL:
   built after loading (``immich_search.clip_create_index_v1``; its build time is printed).
 
 Then, per owner filter (large, small), it times 100 queries of each kind with the SQL functions the
-CLI and psql use, and the same queries as an *exact scan* in the same run (indexes off: no GIN, no HNSW;
+CLI and psql use, and the same queries as an *exact scan* in the same run (no GIN, no HNSW;
 every visible row scored):
 
 * ocr-only: ``immich_search.search_ocr(text, user, 10)`` (the SQL-only query path), texts from the
@@ -35,6 +35,9 @@ Usage::
 ``--database-url`` is an admin URL: a database ``immich_search_latency_<size>`` is created (and dropped
 first when it exists) for each size. Timings are wall-clock through psycopg on the same machine, so they
 include a local round trip; compare rows of one run, not runs on different machines.
+
+The exact scans: GIN off (``enable_bitmapscan = off``: the OCR match is tested on every row) and
+``SET immich_search.exact_limit`` to its maximum (every visible vector scored, no HNSW); b-tree lookups stay.
 """
 
 from __future__ import annotations
@@ -256,10 +259,13 @@ def timed(conn: psycopg.Connection, sql: str, params: tuple) -> tuple[float, lis
 
 
 def exact_settings(conn: psycopg.Connection, exact: bool) -> None:
-    """Indexes off (a full scan of every visible row) or back on, for this session."""
-    value = "off" if exact else "on"
-    for setting in ("enable_indexscan", "enable_bitmapscan"):
-        conn.execute(f"SET {setting} = {value}")
+    """Exact scans (no GIN: bitmap scans off; no HNSW: every visible vector scored) or the normal plans.
+
+    B-tree lookups (asset by owner, vectors by primary key) stay on: an exact scan is the brute-force
+    answer over the caller's visible rows, not a plan without any index.
+    """
+    conn.execute(f"SET enable_bitmapscan = {'off' if exact else 'on'}")
+    conn.execute(f"SET immich_search.exact_limit = {2**31 - 1 if exact else 10000}")
 
 
 KINDS: dict[str, Callable[[str, Vector, str, bool], tuple[str, tuple]]] = {
@@ -268,8 +274,8 @@ KINDS: dict[str, Callable[[str, Vector, str, bool], tuple[str, tuple]]] = {
         (f"ocr:{text}", user),
     ),
     "vector-only": lambda text, vector, user, exact: (
-        "SELECT asset_id FROM immich_search.search_clip_v1(%s, %s, 10, 0, false, %s)",
-        (vector, user, 2**31 - 1 if exact else 10000),
+        "SELECT asset_id FROM immich_search.search_clip_v1(%s, %s, 10)",
+        (vector, user),
     ),
     "hybrid": lambda text, vector, user, exact: (
         "SELECT asset_id FROM immich_search.search(%s, %s, %s, 10)",

@@ -179,3 +179,18 @@ def test_null_vector_and_empty_requests_return_nothing(library):
     assert rows == []
     assert search_clip(library, queries(1)[0], library["small"], k=0) == []
     assert search_clip(library, queries(1)[0], str(uuid.uuid4())) == [], "an unknown user sees nothing"
+
+
+def test_exact_limit_setting_is_the_default_of_the_argument(library):
+    """SET immich_search.exact_limit moves the switch between exact and index search for a session."""
+    query = Vector(queries(1)[0])
+    with psycopg.connect(library["url"]) as conn:
+        register_vector(conn)
+        sql = "SELECT asset_id FROM immich_search.search_clip_v1(%s, %s, 10)"
+        default = conn.execute(sql, (query, library["small"])).fetchall()
+        conn.execute("SET immich_search.exact_limit = 0")
+        via_index = conn.execute(sql, (query, library["small"])).fetchall()
+        explicit = conn.execute(
+            "SELECT asset_id FROM immich_search.search_clip_v1(%s, %s, 10, 0, false, 0)", (query, library["small"])
+        ).fetchall()
+    assert len(default) == len(via_index) == K and via_index == explicit
