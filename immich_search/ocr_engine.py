@@ -40,6 +40,8 @@ class RapidOcrEngine:
             models (e.g. PP-OCRv5 exports); ``None`` keeps the bundled one.
         min_score: lines recognised with a lower confidence are dropped (RapidOCR's ``text_score``,
             default 0.5 in its config.yaml).
+        threads: onnxruntime intra-op threads per model (``None``: onnxruntime's default, one per core);
+            several sync workers on one machine share the cores this way.
 
     Raises:
         ConfigError: a model path does not exist.
@@ -51,10 +53,13 @@ class RapidOcrEngine:
         rec_model_path: str | None = None,
         cls_model_path: str | None = None,
         min_score: float = 0.5,
+        threads: int | None = None,
     ) -> None:
         from rapidocr_onnxruntime import RapidOCR
 
         options: dict[str, object] = {"text_score": min_score}
+        if threads is not None:
+            options["intra_op_num_threads"] = max(1, int(threads))
         for key, value in (
             ("det_model_path", det_model_path),
             ("rec_model_path", rec_model_path),

@@ -6,18 +6,30 @@ job is requeued only when its preview changed, so a second run does no repeated 
 
 Each task keeps its own pair of cursors, so a task enabled later (``clip`` once a model is installed)
 walks the whole library once while the others carry on from where they were.
+
+Both queries are index range scans on Immich's own ``"updateId"`` indexes (``asset_updateId_idx``,
+``asset_file_updateId_idx``), so a poll that finds nothing new costs two index probes: ``sync --watch``
+polls every few seconds. Processes on many machines may discover at once; an advisory lock lets one at
+a time walk the cursors (the others wait, then find the cursors moved on, or with ``wait=False`` skip
+discovery and get on with the queue the discoverer is filling).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
+import psycopg
 from psycopg_pool import ConnectionPool
 
 from immich_search.sqlfiles import query
 
+log = logging.getLogger(__name__)
+
 ZERO_UUID = "00000000-0000-0000-0000-000000000000"
 PAGE_SIZE = 2000
+DISCOVERY_LOCK_KEY = 0x1A5E_D15C
+"""Advisory lock id held while discovering (an arbitrary constant unique to this project)."""
 CURSORS = (("asset", "discover_changed_assets"), ("asset_file_preview", "discover_changed_previews"))
 """(cursor name, query) pairs; the ``ocr`` task uses the names as they are (revision 0001's), other
 tasks prefix them with ``<task>:``."""
@@ -28,18 +40,36 @@ def cursor_name(task: str, name: str) -> str:
     return name if task == "ocr" else f"{task}:{name}"
 
 
-def discover(pool: ConnectionPool, tasks: Sequence[str], *, force: bool = False) -> int:
+def discover(pool: ConnectionPool, tasks: Sequence[str], *, force: bool = False, wait: bool = True) -> int:
     """Queue jobs for every asset with a preview that changed since the last call.
 
     Args:
         pool: connections to Immich's database, migrated.
         tasks: the tasks to queue per asset (``("ocr",)``, ``("ocr", "clip")``).
         force: rescan from the beginning and requeue every job, done or not.
+        wait: when another process is discovering, wait for it (``True``) or return 0 at once.
 
     Returns:
         The number of (asset, task) jobs queued or requeued.
+
+    Raises:
+        psycopg.OperationalError: the database went away (discovery is idempotent: call it again).
     """
-    return sum(_discover_task(pool, task, force) for task in tasks)
+    with pool.connection() as lock:
+        if wait:
+            lock.execute(query("discovery_lock"), {"key": DISCOVERY_LOCK_KEY})
+        elif not lock.execute(query("discovery_try_lock"), {"key": DISCOVERY_LOCK_KEY}).fetchone()[0]:
+            lock.commit()
+            return 0
+        lock.commit()
+        try:
+            return sum(_discover_task(pool, task, force) for task in tasks)
+        finally:
+            try:
+                lock.execute(query("discovery_unlock"), {"key": DISCOVERY_LOCK_KEY})
+                lock.commit()
+            except psycopg.Error:  # the connection broke: the server released the lock with it
+                log.debug("discovery unlock failed", exc_info=True)
 
 
 def _discover_task(pool: ConnectionPool, task: str, force: bool) -> int:

@@ -11,6 +11,7 @@ import errno
 import os
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Protocol
 
 from immich_search.sync.errors import PermanentJobError, RetryableJobError
 
@@ -22,10 +23,25 @@ IMMICH_MEDIA_LOCATIONS = ("/data", "/usr/src/app/upload")
 
 @dataclass(frozen=True)
 class PreviewRequest:
-    """A preview to fetch: the asset and the path Immich stored (``None`` when no preview exists yet)."""
+    """A preview to fetch: the asset, the path Immich stored (``None`` when no preview exists yet) and the
+    asset's owner (user id; the API source picks that user's API key)."""
 
     asset_id: str
     preview_path: str | None
+    owner_id: str | None = None
+
+
+class PreviewSource(Protocol):
+    """Where preview bytes come from: :class:`MediaFileSource` or :class:`~immich_search.sync.api_source.ApiSource`.
+
+    ``name`` is ``files`` or ``api``; :meth:`read` returns the preview's bytes or raises a
+    :class:`~immich_search.sync.errors.JobError` saying why not and whether trying later can help.
+    """
+
+    name: str
+
+    def read(self, request: PreviewRequest) -> bytes:
+        """Return the preview's bytes."""
 
 
 class MediaFileSource:
@@ -39,6 +55,8 @@ class MediaFileSource:
     Raises:
         ConfigError: ``media_root`` is not a directory.
     """
+
+    name = "files"
 
     def __init__(self, media_root: str | os.PathLike[str], immich_media_location: str | None = None) -> None:
         self.media_root = Path(media_root)

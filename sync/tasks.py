@@ -13,11 +13,13 @@ from typing import Protocol
 
 import numpy as np
 import psycopg
-from immich_search.sync.errors import JobError, PermanentJobError
+from immich_search.sync.errors import JobError, PermanentJobError, RetryableJobError
+from immich_search.sync.immich_ocr import IMMICH_OCR_MODEL, OCR_SOURCES, immich_ocr_available, immich_ocr_lines
 from pgvector import Vector
 from PIL import Image
 from psycopg_pool import ConnectionPool
 
+from immich_search.errors import ConfigError
 from immich_search.ocr_engine import OcrLine, RapidOcrEngine
 from immich_search.sqlfiles import query
 from immich_search.tokens import TOKENIZER_VERSION, document_tokens, tsvector_literal
@@ -30,6 +32,10 @@ class Task(Protocol):
 
     ``name`` is the queue's task (``ocr`` | ``clip``). :meth:`run` returns, per image in order, the row to
     write or the :class:`JobError` to record on that asset's job; :meth:`write` stores one row.
+
+    A task may also have ``resolve(conn, asset_ids) -> {asset id: row | JobError}``: the results it can
+    give without the image (e.g. Immich's own OCR); the pipeline then neither reads nor decodes the
+    preview of an asset whose every job is resolved.
     """
 
     name: str
@@ -59,16 +65,27 @@ def ocr_row(asset_id: str, lines: list[OcrLine], model: str, source: str = "rapi
 
 
 class OcrTask:
-    """RapidOCR text of each preview, tokenised for search (table ``immich_search.ocr``).
+    """The text of each preview, tokenised for search (table ``immich_search.ocr``).
 
     Args:
-        engine: the OCR engine; ``None`` loads RapidOCR's bundled models on first use (about a second).
+        engine: the OCR engine (``.model`` and ``.recognize(image) -> list[OcrLine]``); ``None`` loads
+            RapidOCR's bundled models on first use (about a second), and never when Immich's OCR covers all.
+        source: where text comes from: ``rapidocr`` (our engine on every preview), ``immich`` (Immich's
+            own ``asset_ocr`` rows only, Immich v2.2+; an asset Immich has not OCR'd yet is retried later)
+            or ``auto`` (Immich's rows where they are fresh, the engine for the rest).
+
+    Raises:
+        ValueError: an unknown ``source``.
     """
 
     name = "ocr"
 
-    def __init__(self, engine: RapidOcrEngine | None = None) -> None:
+    def __init__(self, engine: RapidOcrEngine | None = None, source: str = "rapidocr") -> None:
+        if source not in OCR_SOURCES:
+            raise ValueError(f"OCR source must be one of {', '.join(OCR_SOURCES)}, got {source!r}")
         self._engine = engine
+        self.source = source
+        self._immich_available = False
 
     @property
     def engine(self) -> RapidOcrEngine:
@@ -78,7 +95,40 @@ class OcrTask:
         return self._engine
 
     def prepare(self, pool: ConnectionPool) -> None:
-        """Nothing to prepare: the OCR table has no model-dependent shape."""
+        """Find out whether Immich's own OCR is there to reuse (``source`` ``immich`` or ``auto``).
+
+        Raises:
+            ConfigError: ``source`` is ``immich`` and this Immich has no OCR (before v2.2).
+        """
+        if self.source == "rapidocr":
+            return
+        with pool.connection() as conn:
+            self._immich_available = immich_ocr_available(conn)
+        if self.source == "immich" and not self._immich_available:
+            raise ConfigError(
+                "--ocr-source immich needs Immich's own OCR (Immich v2.2 or later, table asset_ocr); "
+                "use --ocr-source rapidocr or auto"
+            )
+
+    def resolve(self, conn: psycopg.Connection, asset_ids: Sequence[str]) -> dict[str, dict | JobError]:
+        """Rows from Immich's own OCR for the assets it has OCR'd (``source`` ``immich`` or ``auto``).
+
+        Returns:
+            ``{asset id: row}`` for assets with fresh Immich OCR; with ``source`` ``immich`` the others map
+            to a retryable :class:`JobError` (Immich has not OCR'd them yet); with ``auto`` they are left
+            out (RapidOCR reads them). Empty for ``rapidocr``.
+        """
+        if self.source == "rapidocr" or not self._immich_available:
+            return {}
+        resolved: dict[str, dict | JobError] = {}
+        for asset_id, lines in immich_ocr_lines(conn, asset_ids).items():
+            if lines is not None:
+                resolved[asset_id] = ocr_row(asset_id, lines, IMMICH_OCR_MODEL, source="immich")
+            elif self.source == "immich":
+                resolved[asset_id] = RetryableJobError(
+                    "Immich has not run OCR on this asset's current preview yet (--ocr-source immich)"
+                )
+        return resolved
 
     def run(self, asset_ids: Sequence[str], images: Sequence[Image.Image]) -> list[dict | JobError]:
         """Recognise each image; a model error becomes that asset's (permanent) job error."""

@@ -20,6 +20,7 @@ from PIL import Image, ImageDraw, ImageFont
 from immich_search.db import open_pool
 from immich_search.demo import CJK_FONT_CANDIDATES, IMMICH_MEDIA_LOCATION, LATIN_FONT_CANDIDATES, import_library
 from immich_search.sqlfiles import query
+from immich_search.tokens import TOKENIZER_VERSION
 
 # ---------------------------------------------------------------------------------------------------------
 # Helpers shared with tests/test_search.py and tests/test_cli.py
@@ -128,7 +129,7 @@ def test_sync_indexes_then_does_no_repeated_work(db, tmp_path, ocr_engine):
     assert set(rows) == set(live)
     road = rows["road_sign.jpg"]
     assert road["source"] == "rapidocr" and "rapidocr" in road["model"]
-    assert road["version"] == 1
+    assert road["version"] == TOKENIZER_VERSION
     assert "WILD" in road["text"].upper() and "CROSSING" in road["text"].upper()
     assert road["lines"], "recognised lines are stored"
     for line in road["lines"]:

@@ -64,8 +64,9 @@ WHERE j.asset_id = picked.asset_id AND j.task = picked.task
 RETURNING j.asset_id, j.task, j.attempts
 
 -- name: job_inputs
--- What a worker needs for claimed assets: the preview path as Immich stored it.
-SELECT a.id AS asset_id, f.path AS preview_path, a."originalFileName" AS original_file_name
+-- What a worker needs for claimed assets: the preview path as Immich stored it, the owner (API mode).
+SELECT a.id AS asset_id, f.path AS preview_path, a."originalFileName" AS original_file_name,
+       a."ownerId" AS owner_id
 FROM public.asset a
 LEFT JOIN public.asset_file f ON f."assetId" = a.id AND f.type = 'preview' AND f."isEdited" = false
 WHERE a.id = ANY(%(asset_ids)s::uuid[])
@@ -124,3 +125,139 @@ SELECT %(asset_id)s, %(model)s, %(embedding)s, now()
 WHERE EXISTS (SELECT 1 FROM immich_search.setting WHERE key = 'clip_model' AND value = %(model)s)
 ON CONFLICT (asset_id) DO UPDATE
 SET model = excluded.model, embedding = excluded.embedding, processed_at = excluded.processed_at
+
+-- ---------------------------------------------------------------------------------------------------------
+-- Sync operations (revision 0004): leases and heartbeats, workers, requeue, watch, status, Immich's OCR.
+
+-- name: claim_asset_jobs
+-- Claim the runnable jobs of the given assets only (`immich-search reprocess`).
+WITH picked AS (
+  SELECT asset_id, task FROM immich_search.job
+  WHERE asset_id = ANY(%(asset_ids)s::uuid[]) AND task = ANY(%(tasks)s::text[])
+    AND ((state = 'pending' AND run_after <= now()) OR (state = 'running' AND lease_expires_at < now()))
+  ORDER BY asset_id, task
+  LIMIT %(limit)s * cardinality(%(tasks)s::text[])
+  FOR UPDATE SKIP LOCKED
+)
+UPDATE immich_search.job j
+SET state = 'running', lease_owner = %(owner)s, lease_expires_at = now() + make_interval(secs => %(lease_s)s),
+    attempts = j.attempts + 1, updated_at = now()
+FROM picked
+WHERE j.asset_id = picked.asset_id AND j.task = picked.task
+RETURNING j.asset_id, j.task, j.attempts
+
+-- name: extend_leases
+-- Heartbeat: push back the expiry of every lease this worker holds (index job_running_idx).
+UPDATE immich_search.job
+SET lease_expires_at = now() + make_interval(secs => %(lease_s)s)
+WHERE state = 'running' AND lease_owner = %(owner)s
+
+-- name: register_worker
+INSERT INTO immich_search.worker (id, host, pid, tasks, source, state)
+VALUES (%(id)s, %(host)s, %(pid)s, %(tasks)s, %(source)s, 'idle')
+ON CONFLICT (id) DO UPDATE SET tasks = excluded.tasks, source = excluded.source, heartbeat_at = now()
+
+-- name: worker_heartbeat
+-- Counters are absolute (this worker's totals); the row is recreated should it have been pruned.
+INSERT INTO immich_search.worker (id, host, pid, tasks, source, state, jobs_done, jobs_failed)
+VALUES (%(id)s, %(host)s, %(pid)s, %(tasks)s, %(source)s, %(state)s, %(done)s, %(failed)s)
+ON CONFLICT (id) DO UPDATE SET state = excluded.state, jobs_done = excluded.jobs_done,
+  jobs_failed = excluded.jobs_failed, heartbeat_at = now()
+
+-- name: unregister_worker
+DELETE FROM immich_search.worker WHERE id = %(id)s
+
+-- name: prune_workers
+-- Rows of workers silent for longer than %(older_than_s)s seconds (they died without saying goodbye).
+DELETE FROM immich_search.worker WHERE heartbeat_at < now() - make_interval(secs => %(older_than_s)s)
+
+-- name: discovery_lock
+-- One discoverer at a time across every machine (released with discovery_unlock on the same connection).
+SELECT pg_advisory_lock(%(key)s)
+
+-- name: discovery_try_lock
+-- The same lock, without waiting: false while another process discovers.
+SELECT pg_try_advisory_lock(%(key)s)
+
+-- name: discovery_unlock
+SELECT pg_advisory_unlock(%(key)s)
+
+-- name: next_due
+-- Seconds until the next job of these tasks becomes runnable (a retry's backoff ends, a lease expires);
+-- NULL when none is waiting. Index-backed: job_claim_idx per task, job_running_idx.
+SELECT extract(epoch FROM least(
+  (SELECT min(n.run_after) FROM unnest(%(tasks)s::text[]) AS t(task),
+     LATERAL (SELECT run_after FROM immich_search.job
+              WHERE task = t.task AND state = 'pending' ORDER BY run_after LIMIT 1) AS n),
+  (SELECT min(lease_expires_at) FROM immich_search.job WHERE state = 'running' AND task = ANY(%(tasks)s::text[]))
+) - now())::float8
+
+-- name: requeue
+SELECT immich_search.requeue_v1(%(asset_ids)s::uuid[], %(tasks)s::text[])
+
+-- name: existing_assets
+SELECT id, "deletedAt" IS NOT NULL AS trashed FROM public.asset WHERE id = ANY(%(asset_ids)s::uuid[])
+
+-- name: asset_jobs
+SELECT asset_id, task, state, attempts, last_error, lease_owner FROM immich_search.job
+WHERE asset_id = ANY(%(asset_ids)s::uuid[]) ORDER BY asset_id, task
+
+-- name: status_throughput
+-- Jobs finished (done or failed) in the last minute, 10 minutes and hour (index job_finished_idx).
+SELECT count(*) FILTER (WHERE updated_at > now() - interval '1 minute') AS last_minute,
+       count(*) FILTER (WHERE updated_at > now() - interval '10 minutes') AS last_10_minutes,
+       count(*) AS last_hour
+FROM immich_search.job
+WHERE state IN ('done', 'failed') AND updated_at > now() - interval '1 hour'
+
+-- name: status_waiting
+-- Runnable jobs per task and how long the oldest has waited.
+SELECT task, count(*) AS jobs, extract(epoch FROM now() - min(updated_at))::float8 AS oldest_s
+FROM immich_search.job
+WHERE state = 'pending' AND run_after <= now()
+GROUP BY task ORDER BY task
+
+-- name: status_cursors
+SELECT name, update_id, immich_search.uuid_v7_time_v1(update_id) AS cursor_time, updated_at
+FROM immich_search.sync_cursor ORDER BY name
+
+-- name: status_immich_latest
+-- When Immich last changed an asset (a backward scan of the "updateId" index; uuid v7 carries the time).
+SELECT immich_search.uuid_v7_time_v1((SELECT "updateId" FROM public.asset ORDER BY "updateId" DESC LIMIT 1))
+  AS asset_time
+
+-- name: status_undiscovered
+-- Live assets changed after a cursor, not yet seen by discovery (an index range scan, capped).
+SELECT count(*) FROM (
+  SELECT 1 FROM public.asset WHERE "updateId" > %(cursor)s::uuid AND "deletedAt" IS NULL LIMIT %(cap)s
+) AS ahead
+
+-- name: status_workers
+SELECT id, host, pid, tasks, source, state, jobs_done, jobs_failed, started_at, heartbeat_at,
+       extract(epoch FROM now() - heartbeat_at)::float8 AS silent_s
+FROM immich_search.worker ORDER BY started_at, id
+
+-- name: immich_ocr_available
+-- Immich v2.2+ runs its own OCR: table asset_ocr and asset_job_status."ocrAt".
+SELECT to_regclass('public.asset_ocr') IS NOT NULL
+   AND EXISTS (SELECT 1 FROM information_schema.columns
+               WHERE table_schema = 'public' AND table_name = 'asset_job_status' AND column_name = 'ocrAt')
+
+-- name: immich_ocr_state
+-- Per asset: has Immich OCR'd its current preview ("ocrAt" after the preview was last written)?
+SELECT ids.id AS asset_id,
+       s."ocrAt" IS NOT NULL AND (f."updatedAt" IS NULL OR s."ocrAt" >= f."updatedAt") AS fresh
+FROM unnest(%(asset_ids)s::uuid[]) AS ids(id)
+LEFT JOIN public.asset_job_status s ON s."assetId" = ids.id
+LEFT JOIN public.asset_file f ON f."assetId" = ids.id AND f.type = 'preview' AND f."isEdited" = false
+
+-- name: immich_ocr_lines
+-- Immich's visible text boxes of the assets, top to bottom then left to right (index asset_ocr_assetId_idx).
+SELECT "assetId" AS asset_id, text, "textScore" AS score, x1, y1, x2, y2, x3, y3, x4, y4
+FROM public.asset_ocr
+WHERE "assetId" = ANY(%(asset_ids)s::uuid[]) AND "isVisible"
+ORDER BY "assetId", least(y1, y2), least(x1, x4), id
+
+-- name: clip_model_setting
+-- The active CLIP model, when one is configured (revision 0002's setting).
+SELECT value FROM immich_search.setting WHERE key = 'clip_model'
