@@ -128,7 +128,21 @@ def engine_factory(spec: WorkerSpec) -> Callable[[], object]:
         factory = RapidOcrEngine
     if spec.ocr_threads is None:
         return factory
-    return lambda: factory(threads=spec.ocr_threads)
+
+    def limited():
+        _limit_opencv_threads(spec.ocr_threads)
+        return factory(threads=spec.ocr_threads)
+
+    return limited
+
+
+def _limit_opencv_threads(threads: int) -> None:
+    """Give OpenCV (RapidOCR's pre- and post-processing) as many threads as onnxruntime, not every core."""
+    try:
+        import cv2
+    except ImportError:  # an engine without OpenCV
+        return
+    cv2.setNumThreads(max(1, threads))
 
 
 def build_source(spec: WorkerSpec) -> PreviewSource:
