@@ -101,6 +101,7 @@ FUZZY_SCORE_BELOW = 0.5
 
 # --- Immich's OCR matching ------------------------------------------------------------------------------
 
+
 def _immich_is_cjk(code: int) -> bool:
     """Immich's ``isCJK`` (UTF-16 code unit ranges): Han, Hangul syllables, Hiragana, Katakana, Ext. A."""
     return (
@@ -145,6 +146,7 @@ def immich_tokenize(text: str) -> list[str]:
 
 
 # --- the run -------------------------------------------------------------------------------------------
+
 
 @dataclass
 class Photo:
@@ -196,8 +198,14 @@ class MethodResult:
         }
 
 
-def measure(name: str, run_query: Callable[[str], list[str]], queries: list[dict], k: int,
-            no_text: set[str], fuzzy: Callable[[str], set[str]] | None = None) -> MethodResult:
+def measure(
+    name: str,
+    run_query: Callable[[str], list[str]],
+    queries: list[dict],
+    k: int,
+    no_text: set[str],
+    fuzzy: Callable[[str], set[str]] | None = None,
+) -> MethodResult:
     """Evaluate one method: recall@k, MRR, false hits on text-free photos, other hits and the median time.
 
     ``fuzzy``, when given, returns the documents of a query's top k that only the fuzzy fallback found.
@@ -216,8 +224,16 @@ def measure(name: str, run_query: Callable[[str], list[str]], queries: list[dict
     relevant = {item["query"]: set(item["relevant"]) for item in queries}
     hits = [f"{query} -> {doc}" for query, ranked in results.items() for doc in ranked if doc in no_text]
     other = sum(len(set(ranked) - relevant[query]) for query, ranked in results.items())
-    result = MethodResult(name, recall=recall, mrr=mrr, no_text_hits=len(hits), no_text_hit_list=hits,
-                          other_hits=other, misses=misses, median_query_ms=statistics.median(timings))
+    result = MethodResult(
+        name,
+        recall=recall,
+        mrr=mrr,
+        no_text_hits=len(hits),
+        no_text_hit_list=hits,
+        other_hits=other,
+        misses=misses,
+        median_query_ms=statistics.median(timings),
+    )
     if fuzzy is not None:
         found = {query: fuzzy(query) for query in results}
         result.fuzzy_hits = sum(len(docs) for docs in found.values())
@@ -228,7 +244,7 @@ def measure(name: str, run_query: Callable[[str], list[str]], queries: list[dict
 def load_photos(conn: psycopg.Connection, user_id: str) -> list[Photo]:
     """Every photo of the benchmark user with its stored OCR text ('' when it has no OCR row)."""
     rows = conn.execute(
-        'SELECT a.id, a."originalFileName", coalesce(o.text, \'\'), coalesce(o.lines, \'[]\'::jsonb) '
+        "SELECT a.id, a.\"originalFileName\", coalesce(o.text, ''), coalesce(o.lines, '[]'::jsonb) "
         "FROM public.asset a LEFT JOIN immich_search.ocr o ON o.asset_id = a.id "
         'WHERE a."ownerId" = %s ORDER BY a."originalFileName"',
         (user_id,),
@@ -270,8 +286,9 @@ def known_item_queries(photos: list[Photo], seed: int = 6) -> dict[str, list[dic
     for photo in photos:
         if not photo.has_text:
             continue
-        words = sorted({w for w in re.findall(f"[{WORD_CLASS}]+", " ".join(photo.lines))
-                        if 5 <= len(w) <= 20 and not w.isdigit()})
+        words = sorted(
+            {w for w in re.findall(f"[{WORD_CLASS}]+", " ".join(photo.lines)) if 5 <= len(w) <= 20 and not w.isdigit()}
+        )
         if words:
             word = rng.choice(words)
             add("word", word, word)
@@ -307,8 +324,9 @@ def immich_native_search(conn: psycopg.Connection, photos: list[Photo], k: int) 
     The table mirrors Immich's ``ocr_search``: one row per photo, its boxes' text joined by spaces and
     tokenised by :func:`immich_tokenize`. Matches are listed by file name (Immich has no relevance order).
     """
-    unaccent = "public.f_unaccent" if conn.execute(
-        "SELECT to_regprocedure('public.f_unaccent(text)')").fetchone()[0] else ""
+    unaccent = (
+        "public.f_unaccent" if conn.execute("SELECT to_regprocedure('public.f_unaccent(text)')").fetchone()[0] else ""
+    )
     conn.execute("CREATE TEMP TABLE immich_ocr_search (asset_id uuid PRIMARY KEY, name text, text text)")
     with conn.cursor() as cur:
         cur.executemany(
@@ -316,10 +334,7 @@ def immich_native_search(conn: psycopg.Connection, photos: list[Photo], k: int) 
             [(p.asset_id, p.name, " ".join(immich_tokenize(" ".join(p.lines)))) for p in photos if p.lines],
         )
     conn.commit()
-    sql = (
-        f"SELECT name FROM immich_ocr_search WHERE {unaccent}(text) %%>> {unaccent}(%s) "
-        "ORDER BY name LIMIT %s"
-    )
+    sql = f"SELECT name FROM immich_ocr_search WHERE {unaccent}(text) %%>> {unaccent}(%s) ORDER BY name LIMIT %s"
 
     def run(query: str) -> list[str]:
         rows = conn.execute(sql, (" ".join(immich_tokenize(query)), k)).fetchall()
@@ -449,8 +464,10 @@ def _one_line(text: str, width: int = 90) -> str:
 def print_report(figures: dict, console: Console) -> None:
     """Print the comparison table, the OCR throughput and the misses of our two query paths."""
     k = figures["k"]
-    table = Table(title=f"OCR search quality, {figures['queries']} queries, {figures['photos']} photos "
-                        f"(PostgreSQL {figures['server_version']})")
+    table = Table(
+        title=f"OCR search quality, {figures['queries']} queries, {figures['photos']} photos "
+        f"(PostgreSQL {figures['server_version']})"
+    )
     table.add_column("method")
     table.add_column(f"recall@{k}", justify="right")
     table.add_column(f"MRR@{k}", justify="right")
@@ -461,8 +478,15 @@ def print_report(figures: dict, console: Console) -> None:
     for method in figures["_methods"]:
         if method.available:
             fuzzy = "" if method.fuzzy_hits is None else f"{method.fuzzy_hits} ({method.fuzzy_relevant})"
-            table.add_row(method.name, f"{method.recall:.3f}", f"{method.mrr:.3f}", str(method.no_text_hits),
-                          str(method.other_hits), fuzzy, f"{method.median_query_ms:.1f}")
+            table.add_row(
+                method.name,
+                f"{method.recall:.3f}",
+                f"{method.mrr:.3f}",
+                str(method.no_text_hits),
+                str(method.other_hits),
+                fuzzy,
+                f"{method.median_query_ms:.1f}",
+            )
         else:
             table.add_row(method.name, method.note, "", "", "", "", "")
     console.print(table)
@@ -493,8 +517,9 @@ def print_report(figures: dict, console: Console) -> None:
         if not method.available:
             continue
         if method.no_text_hit_list:
-            console.print(f"\n[bold]{method.name}[/bold]: hits on photos without text: "
-                          + "; ".join(method.no_text_hit_list))
+            console.print(
+                f"\n[bold]{method.name}[/bold]: hits on photos without text: " + "; ".join(method.no_text_hit_list)
+            )
         if not method.name.startswith("ours"):
             continue
         console.print(f"\n[bold]{method.name}[/bold]: {len(method.misses)} queries with misses")
@@ -510,9 +535,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--database-url", help="URL of a scratch database (default: an embedded PostgreSQL in a temp dir)"
     )
-    parser.add_argument(
-        "--corpus", type=Path, default=DEFAULT_CORPUS, help="corpus folder (default: %(default)s)"
-    )
+    parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS, help="corpus folder (default: %(default)s)")
     parser.add_argument("--k", type=int, default=10, help="cut-off for recall and MRR (default: %(default)s)")
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     args = parser.parse_args(argv)

@@ -163,7 +163,7 @@ def reuse_immich_ocr(url: str, media_root: Path, ids: list[str]) -> tuple[float,
         SystemExit: the pass did not index every asset from Immich's rows.
     """
     with psycopg.connect(url) as conn:
-        conn.execute("DELETE FROM public.asset_ocr WHERE \"assetId\" = ANY(%(ids)s::uuid[])", {"ids": ids})
+        conn.execute('DELETE FROM public.asset_ocr WHERE "assetId" = ANY(%(ids)s::uuid[])', {"ids": ids})
         conn.execute(COPY_TO_IMMICH_OCR, {"ids": ids})
         conn.execute(
             'INSERT INTO public.asset_job_status ("assetId", "ocrAt") SELECT unnest(%(ids)s::uuid[]), now() '

@@ -84,9 +84,7 @@ def image_signature(image_size: int, embed_dim: int, batch: int | None = 1) -> t
     )
 
 
-def text_signature(
-    context_length: int, embed_dim: int, batch: int | None = 1
-) -> tuple[TensorSpec, TensorSpec]:
+def text_signature(context_length: int, embed_dim: int, batch: int | None = 1) -> tuple[TensorSpec, TensorSpec]:
     """Return the (input, output) :class:`TensorSpec` of a cn-clip text model (for backends like RKNN)."""
     return (
         TensorSpec(TEXT_INPUT, "int64", (batch, context_length)),
@@ -127,9 +125,7 @@ class _Encoder:
             raise ModelError(f"{where}: input is {spec.describe()}, expected {expected}")
         for position, (actual, wanted) in enumerate(zip(spec.shape[1:], input_tail, strict=True), start=1):
             if actual is not None and wanted is not None and actual != wanted:
-                raise ModelError(
-                    f"{where}: input axis {position} has size {actual}, expected {wanted} ({expected})"
-                )
+                raise ModelError(f"{where}: input axis {position} has size {actual}, expected {wanted} ({expected})")
         self.dynamic_batch = self._batch_kind(where, spec)
         outputs = {output.name: output for output in session.outputs}
         if output_name not in outputs:
@@ -168,13 +164,9 @@ class _Encoder:
             result = self.session.run({self.input_name: chunk}, [self.output_name])[self.output_name]
             result = np.asarray(result)
             if result.ndim != 2 or result.shape[0] != chunk.shape[0]:
-                raise ModelError(
-                    f"{self._where}: returned shape {list(result.shape)} for {chunk.shape[0]} input(s)"
-                )
+                raise ModelError(f"{self._where}: returned shape {list(result.shape)} for {chunk.shape[0]} input(s)")
             if self.embed_dim is not None and result.shape[1] != self.embed_dim:
-                raise ModelError(
-                    f"{self._where}: returned {result.shape[1]} dimensions, expected {self.embed_dim}"
-                )
+                raise ModelError(f"{self._where}: returned {result.shape[1]} dimensions, expected {self.embed_dim}")
             self.embed_dim = result.shape[1]
             parts.append(result)
         return l2_normalise(np.concatenate(parts, axis=0))
@@ -254,9 +246,7 @@ class ClipImageEncoder(_Encoder):
         pixels = np.asarray(pixels, dtype=np.float32)
         expected = (3, self.image_size, self.image_size)
         if pixels.ndim != 4 or pixels.shape[1:] != expected:
-            raise ValueError(
-                f"expected pixels of shape [n, {', '.join(map(str, expected))}], got {pixels.shape}"
-            )
+            raise ValueError(f"expected pixels of shape [n, {', '.join(map(str, expected))}], got {pixels.shape}")
         return self._run(pixels)
 
     def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
@@ -292,9 +282,7 @@ class ClipTextEncoder(_Encoder):
         embed_dim: int | None = None,
         max_batch: int = DEFAULT_MAX_BATCH,
     ) -> None:
-        super().__init__(
-            session, TEXT_INPUT, "int64", (tokenizer.context_length,), TEXT_OUTPUT, embed_dim, max_batch
-        )
+        super().__init__(session, TEXT_INPUT, "int64", (tokenizer.context_length,), TEXT_OUTPUT, embed_dim, max_batch)
         self.tokenizer = tokenizer
 
     @classmethod
@@ -415,13 +403,9 @@ class ClipModel:
             variant.file("image", precision)  # raises ConfigError for an unknown precision
             if precision not in present:
                 missing = [name for name in variant.all_files(precision) if not (folder / name).is_file()]
-                raise ModelError(
-                    f"cn-clip {variant.arch} {precision} files missing in {folder}: {', '.join(missing)}"
-                )
+                raise ModelError(f"cn-clip {variant.arch} {precision} files missing in {folder}: {', '.join(missing)}")
         elif not present:
-            expected = " and ".join(
-                variant.file(role, variant.precisions[0]).file for role in ("image", "text")
-            )
+            expected = " and ".join(variant.file(role, variant.precisions[0]).file for role in ("image", "text"))
             raise ModelError(
                 f"no cn-clip {variant.arch} model in {folder}: expected {expected} (or another precision); "
                 f"export them with `immich-search models export --arch {variant.arch} --checkpoint PATH`"

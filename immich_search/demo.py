@@ -63,8 +63,15 @@ GENERATED_PHOTOS = (
     ("boarding_pass.jpg", ["BOARDING PASS", "Gate 23  Seat 14C", "PEK → SFO"], (235, 235, 235), False),
     ("receipt_de.jpg", ["Delphin Apotheke", "Detmolder Straße 8", "Summe EUR 19,90"], (255, 255, 255), False),
 )
-GENERATED_QUERIES = ("ocr:发票", "ocr:二等座", "ocr:牛肉面", "ocr:水饺", "ocr:wildlife", "ocr:\"boarding pass\"",
-                     "ocr:summe")
+GENERATED_QUERIES = (
+    "ocr:发票",
+    "ocr:二等座",
+    "ocr:牛肉面",
+    "ocr:水饺",
+    "ocr:wildlife",
+    'ocr:"boarding pass"',
+    "ocr:summe",
+)
 
 
 def _font(candidates: tuple[str, ...], size: int) -> ImageFont.FreeTypeFont | None:
@@ -164,7 +171,7 @@ def import_library(url: str, photos: list[Path], media_root: Path, email: str = 
                 (asset_id, user_id, f"{IMMICH_MEDIA_LOCATION}/{original}", path.name, checksum),
             )
             conn.execute(
-                'INSERT INTO public.asset_file ("assetId", type, path) VALUES (%s, \'preview\', %s)',
+                "INSERT INTO public.asset_file (\"assetId\", type, path) VALUES (%s, 'preview', %s)",
                 (asset_id, f"{IMMICH_MEDIA_LOCATION}/{preview}"),
             )
             conn.execute('INSERT INTO public.asset_exif ("assetId") VALUES (%s)', (asset_id,))
@@ -183,9 +190,7 @@ def _queries_for(images: Path, pool, limit: int = 6) -> list[str]:
                 break
     with pool.connection() as conn:
         texts = [text for (text,) in conn.execute("SELECT text FROM immich_search.ocr")]
-    counts = Counter(
-        segment for text in texts for kind, segment in segments(fold(text)) if len(segment) >= 2 and kind
-    )
+    counts = Counter(segment for text in texts for kind, segment in segments(fold(text)) if len(segment) >= 2 and kind)
     return ["ocr:" + word for word, _ in counts.most_common(limit)]
 
 
@@ -227,7 +232,4 @@ def run_demo(url: str, *, images: Path | None, workdir: Path | None, console: Co
         for text in queries:
             console.print(f"\n[bold cyan]immich-search search {text!r}[/bold cyan]")
             print_hits(search_ocr(pool, text, user_id, limit=5), console)
-    console.print(
-        "\nThe same ranking from psql:\n"
-        f"  SELECT * FROM immich_search.search_ocr('发票', '{user_id}');"
-    )
+    console.print(f"\nThe same ranking from psql:\n  SELECT * FROM immich_search.search_ocr('发票', '{user_id}');")

@@ -180,15 +180,12 @@ def _check_vocab(path: Path) -> list[Check]:
         vocab = load_vocab(path)
     except ModelError as error:
         return [*checks, Check("vocab entries", False, str(error))]
-    wrong = {
-        token: vocab.get(token) for token, wanted in info.special_ids.items() if vocab.get(token) != wanted
-    }
+    wrong = {token: vocab.get(token) for token, wanted in info.special_ids.items() if vocab.get(token) != wanted}
     checks.append(
         Check(
             "vocab entries",
             len(vocab) == info.size and not wrong,
-            f"{len(vocab)} tokens"
-            + (f", special ids {wrong} (expected {dict(info.special_ids)})" if wrong else ""),
+            f"{len(vocab)} tokens" + (f", special ids {wrong} (expected {dict(info.special_ids)})" if wrong else ""),
         )
     )
     return checks
@@ -216,9 +213,7 @@ def _check_models(folder: Path, variant: ModelVariant, precision: str, vocab: Pa
     image_path = folder / variant.file("image", precision).file
     if image_path.is_file():
         try:
-            encoder = ClipImageEncoder(
-                OnnxSession(image_path, [CPU_PROVIDER]), variant.image_size, variant.embed_dim
-            )
+            encoder = ClipImageEncoder(OnnxSession(image_path, [CPU_PROVIDER]), variant.image_size, variant.embed_dim)
             checks.append(Check("image model signature", True, encoder.session.inputs[0].describe()))
             features = encoder.encode_images([Image.new("RGB", (variant.image_size,) * 2, (128, 128, 128))])
             checks.append(
@@ -234,9 +229,7 @@ def _check_models(folder: Path, variant: ModelVariant, precision: str, vocab: Pa
     if text_path.is_file() and vocab is not None:
         try:
             tokenizer = ClipTokenizer.from_file(vocab, variant.context_length)
-            text_encoder = ClipTextEncoder(
-                OnnxSession(text_path, [CPU_PROVIDER]), tokenizer, variant.embed_dim
-            )
+            text_encoder = ClipTextEncoder(OnnxSession(text_path, [CPU_PROVIDER]), tokenizer, variant.embed_dim)
             checks.append(Check("text model signature", True, text_encoder.session.inputs[0].describe()))
             features = text_encoder.encode_texts([SMOKE_TEXT])
             checks.append(
@@ -284,8 +277,7 @@ def verify_variants(
         variants = [v for v in manifest.variants.values() if present_precisions(variant_dir(root, v), v)]
         if not variants:
             raise ModelError(
-                f"no cn-clip models found in {root}; "
-                "see `immich-search models export --help` or models/README.md"
+                f"no cn-clip models found in {root}; see `immich-search models export --help` or models/README.md"
             )
     reports = []
     for variant in variants:
@@ -300,9 +292,7 @@ def verify_variants(
             report.checks.extend(_check_files(folder, variant, chosen))
             vocab: Path | None
             try:
-                vocab = find_vocab_file(
-                    folder, root, explicit=str(vocab_path) if vocab_path is not None else None
-                )
+                vocab = find_vocab_file(folder, root, explicit=str(vocab_path) if vocab_path is not None else None)
                 report.checks.append(Check("vocab file", True, str(vocab)))
                 report.checks.extend(_check_vocab(vocab))
             except ModelError as error:
@@ -401,14 +391,10 @@ def export_variant(
         "--convert-vision",
     ]
     with log_path.open("w", encoding="utf-8") as log:
-        completed = subprocess.run(
-            command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=target, check=False
-        )
+        completed = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=target, check=False)
     if completed.returncode != 0:
         tail = "\n".join(log_path.read_text("utf-8", errors="replace").splitlines()[-15:])
-        raise ExportError(
-            f"cn-clip's exporter failed (exit {completed.returncode}); end of {log_path}:\n{tail}"
-        )
+        raise ExportError(f"cn-clip's exporter failed (exit {completed.returncode}); end of {log_path}:\n{tail}")
     files = [
         target / name
         for precision in variant.precisions
@@ -420,9 +406,7 @@ def export_variant(
         shutil.copyfile(vocab, target / "vocab.txt")
         files.append(target / "vocab.txt")
     if not present_precisions(target, variant):
-        raise ExportError(
-            f"cn-clip's exporter finished but wrote no complete model pair in {target}; see {log_path}"
-        )
+        raise ExportError(f"cn-clip's exporter finished but wrote no complete model pair in {target}; see {log_path}")
     return ExportResult(target, files, log_path)
 
 
@@ -436,9 +420,7 @@ def _cn_clip_package_dir() -> Path:
 
 # ---------------------------------------------------------------------------------------------- CLI
 
-_MODEL_DIR_HELP = (
-    "Model directory [default: $IMMICH_SEARCH_MODEL_DIR, else <user data dir>/immich-search/models]."
-)
+_MODEL_DIR_HELP = "Model directory [default: $IMMICH_SEARCH_MODEL_DIR, else <user data dir>/immich-search/models]."
 
 
 _ARCH_HELP = "RN50, ViT-B-16, ViT-L-14, ViT-L-14-336 or ViT-H-14 (any case)"
@@ -519,9 +501,7 @@ def list_command(model_dir: Path | None, as_json: bool) -> None:
     callback=lambda _ctx, _param, value: _arch_option(value),
     help=f"Variant to check: {_ARCH_HELP} [default: every installed one].",
 )
-@click.option(
-    "--precision", type=click.Choice(["fp32", "fp16"]), help="Precision [default: every installed one]."
-)
+@click.option("--precision", type=click.Choice(["fp32", "fp16"]), help="Precision [default: every installed one].")
 @click.option(
     "--vocab",
     "vocab_path",

@@ -90,9 +90,7 @@ class Session(Protocol):
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
 
-    def run(
-        self, feeds: Mapping[str, np.ndarray], output_names: Sequence[str] | None = None
-    ) -> dict[str, np.ndarray]:
+    def run(self, feeds: Mapping[str, np.ndarray], output_names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
         """Run the model once on ``feeds`` (input name -> array) and return output name -> array."""
         ...
 
@@ -176,9 +174,7 @@ class OnnxSession:
         if intra_op_threads:
             options.intra_op_num_threads = int(intra_op_threads)
         try:
-            self._session = onnxruntime.InferenceSession(
-                str(self.path), sess_options=options, providers=wanted
-            )
+            self._session = onnxruntime.InferenceSession(str(self.path), sess_options=options, providers=wanted)
         except Exception as error:  # onnxruntime raises its own pybind11 exception types
             raise ModelError(
                 f"cannot load ONNX model {self.path}: {_first_line(error)} "
@@ -188,9 +184,7 @@ class OnnxSession:
         self.outputs = tuple(_spec_from_node_arg(arg) for arg in self._session.get_outputs())
         self.providers = list(self._session.get_providers())
 
-    def run(
-        self, feeds: Mapping[str, np.ndarray], output_names: Sequence[str] | None = None
-    ) -> dict[str, np.ndarray]:
+    def run(self, feeds: Mapping[str, np.ndarray], output_names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
         """Run the model once.
 
         Args:
@@ -294,9 +288,7 @@ class RknnSession:
         """Return how many runtime instances (NPU cores) serve this session."""
         return len(self._instances)
 
-    def run(
-        self, feeds: Mapping[str, np.ndarray], output_names: Sequence[str] | None = None
-    ) -> dict[str, np.ndarray]:
+    def run(self, feeds: Mapping[str, np.ndarray], output_names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
         """Run the model once on a free NPU core; blocks while every core is busy.
 
         Args:

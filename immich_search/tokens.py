@@ -47,10 +47,7 @@ MAX_POSITION = 16383
 """Largest position a ``tsvector`` stores (``MAXENTRYPOS - 1``, ts_type.h); later ones are clamped."""
 
 # Han (CJK Unified Ideographs + Extension A + Compatibility + Extensions B..), kana, Hangul syllables.
-CJK_CLASS = (
-    "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
-    "\U00020000-\U0002ffff"
-)
+CJK_CLASS = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\U00020000-\U0002ffff"
 # Word characters, listed explicitly rather than as \\w so that PostgreSQL's regular expressions (whose
 # classes follow the database's locale: ASCII only under "C") match exactly the same characters:
 # ASCII letters and digits, Latin-1 and Latin Extended letters, Greek, Cyrillic, Hebrew, Arabic,
@@ -298,7 +295,8 @@ def segments(folded: str) -> list[tuple[str, str]]:
 def sql_regex_class(characters: str) -> str:
     """Render a regex character-class body with ``\\uXXXX`` / ``\\UXXXXXXXX`` escapes for PostgreSQL."""
     return "".join(
-        char if char in "-" or char.isascii() and char.isalnum()
+        char
+        if char in "-" or char.isascii() and char.isalnum()
         else (f"\\u{ord(char):04x}" if ord(char) <= 0xFFFF else f"\\U{ord(char):08x}")
         for char in characters
     )

@@ -89,9 +89,7 @@ def jieba_dictionary() -> tuple[dict[str, int], int]:
     """
     tokenizer = _jieba_tokenizer()
     tokenizer.check_initialized()
-    words = {
-        word: freq for word, freq in tokenizer.FREQ.items() if freq > 0 and _HAN_RUN.fullmatch(word)
-    }
+    words = {word: freq for word, freq in tokenizer.FREQ.items() if freq > 0 and _HAN_RUN.fullmatch(word)}
     return words, tokenizer.total
 
 

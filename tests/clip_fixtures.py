@@ -252,11 +252,7 @@ class TinyClip:
                     [_dim(batch, "batch"), 3, spatial, spatial],
                 )
             ],
-            [
-                helper.make_tensor_value_info(
-                    output_name, TensorProto.FLOAT, [_dim(batch, "batch"), self.embed_dim]
-                )
-            ],
+            [helper.make_tensor_value_info(output_name, TensorProto.FLOAT, [_dim(batch, "batch"), self.embed_dim])],
             initializer=[
                 numpy_helper.from_array(self.colour_map, "colour_map"),
                 numpy_helper.from_array(self.expand, "expand"),
@@ -294,11 +290,7 @@ class TinyClip:
                     [_dim(batch, "batch"), _dim(context_length, "tokens")],
                 )
             ],
-            [
-                helper.make_tensor_value_info(
-                    output_name, TensorProto.FLOAT, [_dim(batch, "batch"), self.embed_dim]
-                )
-            ],
+            [helper.make_tensor_value_info(output_name, TensorProto.FLOAT, [_dim(batch, "batch"), self.embed_dim])],
             initializer=[
                 numpy_helper.from_array(self.token_table, "token_table"),
                 numpy_helper.from_array(self.expand, "expand"),
@@ -327,13 +319,9 @@ class TinyClip:
         folder = Path(model_dir) / variant.arch
         for precision in precisions:
             external = bool(variant.file("image", precision).external_data)
-            self.write_image_model(
-                folder / variant.file("image", precision).file, batch=batch, external_data=external
-            )
+            self.write_image_model(folder / variant.file("image", precision).file, batch=batch, external_data=external)
             external = bool(variant.file("text", precision).external_data)
-            self.write_text_model(
-                folder / variant.file("text", precision).file, batch=batch, external_data=external
-            )
+            self.write_text_model(folder / variant.file("text", precision).file, batch=batch, external_data=external)
         if vocab:
             write_vocab(Path(model_dir) / "vocab.txt", size=VOCAB_SIZE)
         return folder

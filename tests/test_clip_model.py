@@ -187,9 +187,7 @@ def test_image_encoder_features(tmp_path: Path, tiny: TinyClip, batch: int | Non
 
 
 @pytest.mark.parametrize("batch", [1, None], ids=["fixed-batch", "dynamic-batch"])
-def test_text_encoder_features(
-    tmp_path: Path, tiny: TinyClip, tokenizer: ClipTokenizer, batch: int | None
-) -> None:
+def test_text_encoder_features(tmp_path: Path, tiny: TinyClip, tokenizer: ClipTokenizer, batch: int | None) -> None:
     session = CountingSession(OnnxSession(tiny.write_text_model(tmp_path / "txt.onnx", batch=batch), CPU))
     encoder = ClipTextEncoder(session, tokenizer, embed_dim=8)
     texts = ["飞机", "一只猫", "hello world", "图"]
@@ -225,9 +223,7 @@ def test_known_photo_is_nearest_to_known_text(tmp_path: Path, tokenizer: ClipTok
         ({"batch": 2}, "batch size is fixed at 2"),
     ],
 )
-def test_image_encoder_rejects_wrong_signature(
-    tmp_path: Path, tiny: TinyClip, options: dict, message: str
-) -> None:
+def test_image_encoder_rejects_wrong_signature(tmp_path: Path, tiny: TinyClip, options: dict, message: str) -> None:
     session = OnnxSession(tiny.write_image_model(tmp_path / "bad.onnx", **options), CPU)
     with pytest.raises(ModelError, match=message) as error:
         ClipImageEncoder(session, image_size=224, embed_dim=8)
@@ -378,9 +374,7 @@ def test_clip_model_flat_directory(tmp_path: Path, aligned: TinyClip) -> None:
 
 
 def test_clip_model_missing_files(tmp_path: Path, aligned: TinyClip) -> None:
-    with pytest.raises(
-        ModelError, match=r"no cn-clip ViT-B-16 model in .*vit-b-16.img.fp32.onnx.*models export"
-    ):
+    with pytest.raises(ModelError, match=r"no cn-clip ViT-B-16 model in .*vit-b-16.img.fp32.onnx.*models export"):
         ClipModel.load(tmp_path, providers=CPU)
     with pytest.raises(ConfigError, match="unknown cn-clip model 'ViT-X'"):
         ClipModel.load(tmp_path, "ViT-X", providers=CPU)

@@ -181,9 +181,7 @@ def _reference_tokenizer():
     if vocab is None:
         pytest.skip("cn_clip is not installed")
     pytest.importorskip("six")
-    spec = importlib.util.spec_from_file_location(
-        "cn_clip_bert_tokenizer", vocab.parent / "bert_tokenizer.py"
-    )
+    spec = importlib.util.spec_from_file_location("cn_clip_bert_tokenizer", vocab.parent / "bert_tokenizer.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.FullTokenizer(vocab_file=str(vocab)), vocab

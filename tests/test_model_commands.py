@@ -126,9 +126,7 @@ def test_verify_flags_foreign_vocabulary(tmp_path: Path, tiny_vit_b: TinyClip) -
     assert "verification failed for ViT-B-16 fp32" in result.output
 
 
-def test_verify_missing_and_broken_files(
-    tmp_path: Path, tiny_vit_b: TinyClip, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_verify_missing_and_broken_files(tmp_path: Path, tiny_vit_b: TinyClip, monkeypatch: pytest.MonkeyPatch) -> None:
     folder = tiny_vit_b.write_model_dir(tmp_path, precisions=("fp16",))
     trust_vocab(monkeypatch, tmp_path / "vocab.txt")
     (folder / "vit-b-16.txt.fp16.onnx.extra_file").unlink()
@@ -143,17 +141,13 @@ def test_verify_missing_and_broken_files(
     assert "image model" not in quick and "image model signature" not in quick
 
 
-def test_verify_wrong_signature(
-    tmp_path: Path, tiny_vit_b: TinyClip, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_verify_wrong_signature(tmp_path: Path, tiny_vit_b: TinyClip, monkeypatch: pytest.MonkeyPatch) -> None:
     folder = tiny_vit_b.write_model_dir(tmp_path)
     trust_vocab(monkeypatch, tmp_path / "vocab.txt")
     tiny_vit_b.write_image_model(folder / "vit-b-16.img.fp32.onnx", input_name="pixel_values")
     TinyClip(embed_dim=8).write_text_model(folder / "vit-b-16.txt.fp32.onnx")
     checks = checks_by_name(verify_variants(tmp_path)[0])
-    assert (
-        "expected one input image float32 [1,3,224,224], found pixel_values" in checks["image model"].detail
-    )
+    assert "expected one input image float32 [1,3,224,224], found pixel_values" in checks["image model"].detail
     assert "output has 8 dimensions, expected 512" in checks["text model"].detail
 
 
@@ -244,9 +238,7 @@ def fake_cn_clip(tmp_path: Path, tiny_vit_b: TinyClip, monkeypatch: pytest.Monke
     return vocab
 
 
-def test_export_runs_cn_clip_exporter(
-    tmp_path: Path, fake_cn_clip: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_export_runs_cn_clip_exporter(tmp_path: Path, fake_cn_clip: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     checkpoint = tmp_path / "clip_cn_vit-b-16.pt"
     checkpoint.write_bytes(b"not really a checkpoint")
     model_dir = tmp_path / "models"
@@ -283,9 +275,7 @@ def test_export_command(tmp_path: Path, fake_cn_clip: Path) -> None:
     assert f"immich-search models verify --arch ViT-B-16 --model-dir {output}" in result.output
 
 
-def test_export_failure_shows_log(
-    tmp_path: Path, fake_cn_clip: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_export_failure_shows_log(tmp_path: Path, fake_cn_clip: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FAKE_EXPORT_FAIL", "1")
     checkpoint = tmp_path / "ckpt.pt"
     checkpoint.write_bytes(b"x")
@@ -312,9 +302,7 @@ def test_export_bad_arguments(tmp_path: Path, fake_cn_clip: Path) -> None:
         export_variant("ViT-B-16", tmp_path / "missing.pt", output_dir=tmp_path / "out")
     with pytest.raises(ConfigError, match="unknown cn-clip model"):
         export_variant("ViT-B-32", tmp_path / "missing.pt")
-    result = CliRunner().invoke(
-        models, ["export", "--arch", "ViT-B-16", "--checkpoint", str(tmp_path / "nope.pt")]
-    )
+    result = CliRunner().invoke(models, ["export", "--arch", "ViT-B-16", "--checkpoint", str(tmp_path / "nope.pt")])
     assert result.exit_code == 2 and "does not exist" in result.output
 
 

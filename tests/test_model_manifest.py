@@ -81,9 +81,7 @@ def test_checksums_are_real_or_null() -> None:
     assert dict(manifest.vocab.special_ids) == {"[PAD]": 0, "[UNK]": 100, "[CLS]": 101, "[SEP]": 102}
     for variant in manifest.variants.values():
         sums = [variant.checkpoint.sha256] + [
-            variant.file(role, precision).sha256
-            for precision in variant.precisions
-            for role in ("image", "text")
+            variant.file(role, precision).sha256 for precision in variant.precisions for role in ("image", "text")
         ]
         assert all(value is None or re.fullmatch("[0-9a-f]{64}", value) for value in sums)
 

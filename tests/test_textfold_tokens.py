@@ -403,9 +403,7 @@ def test_glued_and_letter_spaced_lexemes_match_in_the_database(conn):
         ("cleanhandswithsoap", True),
         ("clean hands", False),  # the strict query: exact words only
     ]:
-        got = conn.execute(
-            "SELECT %s::tsvector @@ immich_search.ocr_tsquery(%s, true)", (literal, query)
-        ).fetchone()[0]
+        got = conn.execute("SELECT %s::tsvector @@ immich_search.ocr_tsquery(%s, true)", (literal, query)).fetchone()[0]
         assert got is expected, query
 
 

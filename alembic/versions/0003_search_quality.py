@@ -14,9 +14,7 @@ depends_on = None
 
 
 def upgrade() -> None:
-    apply_sql_files(
-        ["schema/0003_search_quality.sql", "schema/0003_fold_char.sql", "schema/0003_cjk_dictionary.sql"]
-    )
+    apply_sql_files(["schema/0003_search_quality.sql", "schema/0003_fold_char.sql", "schema/0003_cjk_dictionary.sql"])
 
 
 def downgrade() -> None:
