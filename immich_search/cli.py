@@ -10,6 +10,7 @@ import json
 import logging
 import sys
 from dataclasses import dataclass, replace
+from datetime import datetime, timezone
 from pathlib import Path
 
 import click
@@ -22,6 +23,8 @@ from immich_search.clip_options import clip_model_location, clip_model_options, 
 from immich_search.config import database_url_from_env
 from immich_search.errors import ConfigError, ImmichSearchError
 from immich_search.model_commands import models as models_group
+from immich_search.progress_log import DEFAULT_INTERVAL_S as DEFAULT_PROGRESS_INTERVAL_S
+from immich_search.progress_log import ProgressLog
 from immich_search.reprocess_command import reprocess as reprocess_command
 from immich_search.serve.command import serve as serve_command
 from immich_search.status_command import status as status_command
@@ -200,6 +203,13 @@ def _progress() -> Progress:
     type=click.FloatRange(0.5),
     help="Seconds between --watch polls (a psql requeue or another worker's news wakes it at once).",
 )
+@click.option(
+    "--progress-interval",
+    default=DEFAULT_PROGRESS_INTERVAL_S,
+    show_default=True,
+    type=click.FloatRange(0),
+    help="Seconds between progress lines where no progress bar is drawn (--watch, docker logs, a pipe).",
+)
 @clip_model_options
 @pass_settings
 def sync(
@@ -215,6 +225,7 @@ def sync(
     workers: int,
     watch: bool,
     interval: float,
+    progress_interval: float,
     clip: bool | None,
     clip_model_dir: Path | None,
     clip_arch: str | None,
@@ -225,7 +236,8 @@ def sync(
     corrupt preview is recorded on its job with the reason (see the summary and `immich-search status`)
     and never stops the run; what can succeed later is retried with backoff. A database restart pauses
     the run until the database is back. Any number of sync processes, on any machines, share one queue.
-    Changing the CLIP model (--clip-arch) re-embeds the library, as in Immich.
+    Changing the CLIP model (--clip-arch) re-embeds the library, as in Immich. On a terminal a progress
+    bar shows how far it is; elsewhere (docker logs) and with --watch, a `sync progress` line does.
 
     \b
     Examples:
@@ -271,8 +283,10 @@ def sync(
             return
         per_task = ", ".join(f"{name} {count}" for name, count in sorted(report.by_task.items()))
         paused = f", paused {report.pauses}x for the database" if report.pauses else ""
+        # A watcher's output is a log: each pass's line says when.
+        stamp = f"{datetime.now(timezone.utc).isoformat(timespec='seconds')} " if watch else ""
         click.echo(
-            f"queued {report.queued}, indexed {report.done}{f' ({per_task})' if per_task else ''}, "
+            f"{stamp}queued {report.queued}, indexed {report.done}{f' ({per_task})' if per_task else ''}, "
             f"failed {report.failed} in {report.seconds:.1f} s ({report.images_per_second:.2f} jobs/s){paused}"
         )
         for asset_id, error in report.errors[:20]:
@@ -289,17 +303,16 @@ def sync(
                 force=force,
                 clip_model=model,
                 on_report=print_report,
+                on_progress=ProgressLog(label, progress_interval),
             )
             return
         with _progress() as progress:
             bar = progress.add_task(label, total=None)
-            report = run_sync(
-                spec,
-                workers=workers,
-                force=force,
-                clip_model=model,
-                on_progress=lambda done, total: progress.update(bar, completed=done, total=total),
-            )
+            if err_console.is_terminal:
+                on_progress = lambda done, total: progress.update(bar, completed=done, total=total)  # noqa: E731
+            else:  # no bar can be drawn (docker logs, a pipe): log lines instead
+                on_progress = ProgressLog(label, progress_interval)
+            report = run_sync(spec, workers=workers, force=force, clip_model=model, on_progress=on_progress)
         print_report(report)
     except KeyboardInterrupt:
         click.echo("stopped; jobs in progress were given back to the queue", err=True)
