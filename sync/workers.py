@@ -284,7 +284,7 @@ def _process_main(spec: WorkerSpec, index: int, options: dict, events, log_level
     logging.basicConfig(level=log_level, format=f"%(asctime)s %(levelname)s worker{index} %(name)s: %(message)s")
 
     def progress(done: int, total: int) -> None:
-        events.put(("progress", index, done))
+        events.put(("progress", index, (done, total)))
 
     try:
         with sigterm_as_interrupt():
@@ -325,7 +325,8 @@ def run_sync(
         clip_model: the image encoder already loaded here (used by a single in-process worker; ``None``
             with ``spec.clip`` true makes every process load it).
         on_report: called with the report of each pass (of each worker).
-        on_progress: ``(jobs finished, jobs known)`` across workers.
+        on_progress: ``(jobs finished, jobs known)`` across workers; in watch mode, of the passes under way
+            (it starts again from 0 when every worker has finished its pass).
 
     Returns:
         The combined report (one-pass runs; in watch mode what was done until stopped).
@@ -395,7 +396,8 @@ def _run_sync(
     ]
     for process in processes:
         process.start()
-    progress = [0] * workers
+    progress = [0] * workers  # jobs finished in each worker's current pass
+    pass_totals = [0] * workers  # jobs runnable when that pass began (the whole queue, not a share)
     errors: list[str] = []
     try:
         while any(process.is_alive() for process in processes) or not events.empty():
@@ -404,9 +406,9 @@ def _run_sync(
             except queue_module.Empty:
                 continue
             if kind == "progress":
-                progress[index] = payload
+                progress[index], pass_totals[index] = payload
             elif kind == "report":
-                progress[index] = 0  # a pass ended: its jobs are counted in total from now on
+                progress[index] = pass_totals[index] = 0  # a pass ended: its jobs are counted in total from now on
                 add_reports(total, payload)
                 total.seconds = max(total.seconds, payload.seconds)
                 if on_report:
@@ -414,8 +416,13 @@ def _run_sync(
             elif kind == "error":
                 errors.append(f"worker {index}: {payload}")
             if on_progress and kind in ("progress", "report"):
-                finished = total.done + total.failed + sum(progress)
-                on_progress(finished, max(known, finished))
+                if watch_mode:
+                    # Passes never end together: report the passes under way (their jobs of one queue).
+                    running = sum(progress)
+                    on_progress(running, max(max(pass_totals), running))
+                else:
+                    finished = total.done + total.failed + sum(progress)
+                    on_progress(finished, max(known, finished))
     except KeyboardInterrupt:
         # Ctrl-C reached the workers too (one process group); SIGTERM those that did not stop by themselves.
         deadline = time.monotonic() + 10

@@ -3,6 +3,7 @@ a database outage in the middle of a run."""
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -142,6 +143,48 @@ def test_workers_share_the_queue(db, tmp_path, monkeypatch):
     assert len(writers) <= 2
     again = run_sync(spec, workers=2)
     assert (again.queued, again.done) == (0, 0)
+
+
+def test_watching_workers_report_the_passes_under_way(db, tmp_path, monkeypatch):
+    """With --watch --workers 2, progress is that of the passes under way (never "100 %" of nothing)."""
+    count = 8
+    library(db, tmp_path, count)
+    monkeypatch.setenv("SYNC_TEST_DELAY_S", "0.05")
+    spec = WorkerSpec(
+        database_url=db,
+        media_root=str(tmp_path / "media"),
+        immich_media_location="/data",
+        ocr_source="rapidocr",
+        ocr_engine="tests.sync_fakes:SlowEngine",
+        clip=False,
+        batch_size=1,
+    )
+    progress: list[tuple[int, int]] = []
+    reports = []
+
+    def on_report(report) -> None:
+        reports.append(report)
+        if sum(r.done for r in reports) >= count:
+            # Stop as Ctrl-C would: the workers get SIGINT, the parent KeyboardInterrupt.
+            for child in multiprocessing.active_children():
+                os.kill(child.pid, signal.SIGINT)
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_sync(
+            spec,
+            workers=2,
+            watch_mode=True,
+            interval_s=0.5,
+            on_report=on_report,
+            on_progress=lambda done, total: progress.append((done, total)),
+        )
+    assert_each_asset_done_once(db, count)
+    assert progress, "progress was reported while the workers watched"
+    assert all(0 <= done <= total for done, total in progress)
+    # Each pass's total is the queue when it began (another worker may have claimed a job or two by then).
+    assert count - 2 <= max(total for _, total in progress) <= count
+    assert max(done for done, _ in progress) >= count // 2
 
 
 # ---------------------------------------------------------------------------------------------------------
