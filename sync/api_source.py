@@ -248,7 +248,8 @@ class ApiSource:
             raise PermanentJobError(
                 f"none of the {len(self.api_keys)} API keys may see this asset "
                 f"(owner {request.owner_id or 'unknown'}): "
-                "add a key of its owner to IMMICH_API_KEY, then requeue it (immich-search reprocess)"
+                "add a key of its owner to IMMICH_API_KEY, then requeue what failed "
+                "(psql: SELECT immich_search.requeue_failed();)"
             )
         denied = []
         for index in candidates:

@@ -84,6 +84,7 @@ def test_asset_no_key_may_see_is_a_clear_permanent_failure(db, two_users):
     job = jobs_by_name(db)["d1.jpg"]
     assert job["state"] == "failed" and job["attempts"] == 1
     assert "none of the 2 API keys may see this asset" in job["error"] and "IMMICH_API_KEY" in job["error"]
+    assert "immich_search.requeue_failed()" in job["error"], "the remedy for a whole library at once"
 
 
 def test_transient_errors_are_retried_and_missing_previews_wait(db, two_users):
