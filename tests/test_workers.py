@@ -119,11 +119,10 @@ def test_sigkill_mid_batch_loses_nothing(db, tmp_path):
     assert not any(f"pid {pid}" in text for _, text in jobs.values()), "nothing of the killed worker was written"
 
 
-def test_workers_share_the_queue(db, tmp_path, monkeypatch):
-    count = 10
-    library(db, tmp_path, count)
+def slow_workers_spec(db: str, tmp_path: Path, monkeypatch) -> WorkerSpec:
+    """Workers over ``library(db, tmp_path, ...)`` with the slow fake engine (50 ms an image), a batch of 1."""
     monkeypatch.setenv("SYNC_TEST_DELAY_S", "0.05")
-    spec = WorkerSpec(
+    return WorkerSpec(
         database_url=db,
         media_root=str(tmp_path / "media"),
         immich_media_location="/data",
@@ -132,6 +131,12 @@ def test_workers_share_the_queue(db, tmp_path, monkeypatch):
         clip=False,
         batch_size=1,
     )
+
+
+def test_workers_share_the_queue(db, tmp_path, monkeypatch):
+    count = 10
+    library(db, tmp_path, count)
+    spec = slow_workers_spec(db, tmp_path, monkeypatch)
     progress: list[tuple[int, int]] = []
     report = run_sync(spec, workers=2, on_progress=lambda done, total: progress.append((done, total)))
     assert (report.queued, report.done, report.failed) == (count, count, 0)
@@ -149,16 +154,7 @@ def test_watching_workers_report_the_passes_under_way(db, tmp_path, monkeypatch)
     """With --watch --workers 2, progress is that of the passes under way (never "100 %" of nothing)."""
     count = 8
     library(db, tmp_path, count)
-    monkeypatch.setenv("SYNC_TEST_DELAY_S", "0.05")
-    spec = WorkerSpec(
-        database_url=db,
-        media_root=str(tmp_path / "media"),
-        immich_media_location="/data",
-        ocr_source="rapidocr",
-        ocr_engine="tests.sync_fakes:SlowEngine",
-        clip=False,
-        batch_size=1,
-    )
+    spec = slow_workers_spec(db, tmp_path, monkeypatch)
     progress: list[tuple[int, int]] = []
     reports = []
 
