@@ -13,8 +13,7 @@ are ``--images`` assets (each copy its own asset, preview file and checksum):
 3. the resident memory of this process after every 100 images;
 4. **2 workers**: ``run_sync(..., workers=2)`` (what ``immich-search sync --workers 2`` runs: two
    processes, each with its own RapidOCR on cores / 2 threads) against ``run_sync(..., workers=1)`` (one
-   worker in this process, onnxruntime on every core) over the same ``--worker-images`` assets, requeued.
-
+   worker in this process, onnxruntime on every core) over the same ``--worker-images`` assets, requeued;
 5. **Immich's own OCR** (``--ocr-source immich``): the lines of part 1 copied into Immich's ``asset_ocr``
    (one row per box, as Immich v2.2+ stores them, ``asset_job_status."ocrAt"`` stamped), every asset
    requeued, one pass of ``SyncPipeline`` that reads those rows instead of the previews: how fast a
