@@ -232,13 +232,16 @@ def run_worker(
     interval_s: float = DEFAULT_INTERVAL_S,
     force: bool = False,
     discover_changes: bool = True,
-    tasks: list[Task] | None = None,
+    clip_model=None,
     source: PreviewSource | None = None,
     stop: threading.Event | None = None,
     on_report: ReportCallback | None = None,
     on_progress: ProgressCallback | None = None,
 ) -> SyncReport:
     """Run one worker in this process: one pass, or ``--watch`` passes until ``stop`` or Ctrl-C/SIGTERM.
+
+    ``clip_model`` is an image encoder already loaded here (see :func:`build_tasks`); ``source`` a preview
+    source already built (default: the one ``spec`` names).
 
     Returns:
         The combined report of every pass.
@@ -247,10 +250,9 @@ def run_worker(
         KeyboardInterrupt: Ctrl-C or SIGTERM (held jobs were given back).
         DatabaseUnavailableError, ConfigError, ModelError: as the pipeline and its parts raise them.
     """
-    if tasks is None:
-        tasks, why_not = build_tasks(spec)
-        if why_not:
-            log.warning("%s; indexing OCR text only", why_not)
+    tasks, why_not = build_tasks(spec, clip_model)
+    if why_not:
+        log.warning("%s; indexing OCR text only", why_not)
     total = SyncReport()
 
     def collect(report: SyncReport) -> None:
@@ -354,15 +356,12 @@ def _run_sync(
         users = source.check()  # a bad URL or key fails here, once, with a clear message
         log.info("Immich API keys of %s", ", ".join(user.email or user.user_id for user in users))
     if workers <= 1:
-        tasks, why_not = build_tasks(spec, clip_model)
-        if why_not:
-            log.warning("%s; indexing OCR text only", why_not)
         return run_worker(
             spec,
             watch_mode=watch_mode,
             interval_s=interval_s,
             force=force,
-            tasks=tasks,
+            clip_model=clip_model,
             source=source,
             on_report=on_report,
             on_progress=on_progress,
