@@ -115,10 +115,10 @@ class _Asset:
 
 
 class _Heartbeat:
-    """A daemon thread renewing the queue's leases every ``interval_s`` seconds while in a ``with`` block."""
+    """A daemon thread calling ``beat`` (which never raises) every ``interval_s`` seconds in a ``with`` block."""
 
-    def __init__(self, queue: JobQueue, interval_s: float) -> None:
-        self.queue = queue
+    def __init__(self, beat: Callable[[], None], interval_s: float) -> None:
+        self.beat = beat
         self.interval_s = interval_s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="heartbeat", daemon=True)
@@ -133,10 +133,7 @@ class _Heartbeat:
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval_s):
-            try:
-                self.queue.heartbeat()
-            except Exception:  # noqa: BLE001 - an outage: the main loop pauses; leases run their course
-                log.debug("heartbeat failed", exc_info=True)
+            self.beat()
 
 
 class SyncPipeline:
@@ -208,7 +205,7 @@ class SyncPipeline:
         started = time.monotonic()
         report = SyncReport()
         names = list(self.tasks)
-        with _Heartbeat(self.queue, self.heartbeat_s):
+        with _Heartbeat(self.heartbeat, self.heartbeat_s):
             from immich_search.sync.retokenize import retokenize_outdated
 
             # Rows indexed by an older tokenizer are re-indexed from their stored lines.
@@ -249,7 +246,7 @@ class SyncPipeline:
         """Renew leases and stamp this worker's row now (e.g. while ``--watch`` waits); never raises."""
         try:
             self.queue.heartbeat()
-        except Exception:  # noqa: BLE001 - best effort
+        except Exception:  # noqa: BLE001 - an outage: the main loop pauses; leases run their course
             log.debug("heartbeat failed", exc_info=True)
 
     def close(self) -> None:
