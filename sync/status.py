@@ -79,6 +79,11 @@ def _jsonable(value):
     return value if isinstance(value, (str, int, float, bool)) or value is None else str(value)
 
 
+def _undiscovered(conn: psycopg.Connection, cursor) -> int:
+    """Live assets changed after ``updateId`` ``cursor``, counted up to :data:`UNDISCOVERED_CAP`."""
+    return int(conn.execute(query("status_undiscovered"), {"cursor": cursor, "cap": UNDISCOVERED_CAP}).fetchone()[0])
+
+
 def sync_status(conn: psycopg.Connection, *, errors: int = 10, alive_s: float = 120.0) -> SyncStatus:
     """Collect the sync's status from a migrated database.
 
@@ -103,16 +108,10 @@ def sync_status(conn: psycopg.Connection, *, errors: int = 10, alive_s: float = 
         if not (name == "asset" or name.endswith(":asset")):
             continue  # the preview cursors follow the asset cursors
         task = "ocr" if name == "asset" else name.split(":", 1)[0]
-        undiscovered = conn.execute(
-            query("status_undiscovered"), {"cursor": update_id, "cap": UNDISCOVERED_CAP}
-        ).fetchone()[0]
         behind = (latest_time - cursor_time).total_seconds() if latest_time and cursor_time else 0.0
-        status.lag.append(TaskLag(task, cursor_time, max(behind, 0.0), int(undiscovered)))
+        status.lag.append(TaskLag(task, cursor_time, max(behind, 0.0), _undiscovered(conn, update_id)))
     if not status.lag:  # discovery never ran: everything is ahead
-        undiscovered = conn.execute(
-            query("status_undiscovered"), {"cursor": "00000000-0000-0000-0000-000000000000", "cap": UNDISCOVERED_CAP}
-        ).fetchone()[0]
-        status.lag.append(TaskLag("ocr", None, 0.0, int(undiscovered)))
+        status.lag.append(TaskLag("ocr", None, 0.0, _undiscovered(conn, "00000000-0000-0000-0000-000000000000")))
     columns = ["id", "host", "pid", "tasks", "source", "state", "jobs_done", "jobs_failed", "started_at",
                "heartbeat_at", "silent_s"]  # fmt: skip
     for values in conn.execute(query("status_workers")):
