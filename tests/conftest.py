@@ -10,12 +10,14 @@ our migrations (procrastinate's pattern), so tests are isolated and fast.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import tempfile
 import uuid
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -85,6 +87,17 @@ def drop_database(admin_url: str, name: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@contextlib.contextmanager
+def scratch_database(admin_url: str, template: str | None = None) -> Iterator[str]:
+    """A fresh database (a copy of ``template`` when given) for the block; yields its URL, dropped after."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    url = create_database(admin_url, name, template=template)
+    try:
+        yield url
+    finally:
+        drop_database(admin_url, name)
+
+
 @pytest.fixture(scope="session")
 def immich_template(server) -> str:
     """Name of a template database holding Immich's schema subset (not migrated)."""
@@ -109,29 +122,22 @@ def migrated_template(server, immich_template) -> str:
 @pytest.fixture
 def immich_db(server, immich_template) -> str:
     """URL of a fresh Immich-shaped database without our schema."""
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    url = create_database(server, name, template=immich_template)
-    yield url
-    drop_database(server, name)
+    with scratch_database(server, immich_template) as url:
+        yield url
 
 
 @pytest.fixture
 def db(server, migrated_template) -> str:
     """URL of a fresh, migrated Immich-shaped database."""
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    url = create_database(server, name, template=migrated_template)
-    yield url
-    drop_database(server, name)
+    with scratch_database(server, migrated_template) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
 def conn(server, migrated_template):
     """One autocommit connection to a fresh migrated database, shared by this module's read-only tests."""
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    url = create_database(server, name, template=migrated_template)
-    with psycopg.connect(url, autocommit=True) as connection:
+    with scratch_database(server, migrated_template) as url, psycopg.connect(url, autocommit=True) as connection:
         yield connection
-    drop_database(server, name)
 
 
 @pytest.fixture(scope="session")

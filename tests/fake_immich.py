@@ -425,6 +425,18 @@ def add_user(conn, email: str) -> str:
     return str(conn.execute('INSERT INTO public."user" (email) VALUES (%s) RETURNING id', (email,)).fetchone()[0])
 
 
+def add_four_users(conn) -> dict[str, str]:
+    """alice, bob, carol and dave (user ids by name): bob shares with alice in her timeline, carol shares with
+    alice but not in her timeline, dave shares nothing."""
+    users = {who: add_user(conn, f"{who}@example.com") for who in ("alice", "bob", "carol", "dave")}
+    conn.execute(
+        'INSERT INTO public.partner ("sharedById", "sharedWithId", "inTimeline") VALUES (%s, %s, true), '
+        "(%s, %s, false)",
+        (users["bob"], users["alice"], users["carol"], users["alice"]),
+    )
+    return users
+
+
 def add_asset(
     conn,
     owner: str,

@@ -13,7 +13,7 @@ from immich_search import migrate as migrations
 from immich_search.cli import cli
 from immich_search.config import IMMICH_DB_DEFAULTS, database_url_from_env
 from immich_search.errors import ConfigError
-from tests.test_search import add_asset, add_user
+from tests.fake_immich import add_asset, add_user
 
 UNREACHABLE = "postgresql://x@127.0.0.1:1/db"
 ENV_VARS = [*IMMICH_DB_DEFAULTS, "DB_URL", "IMMICH_SEARCH_DATABASE_URL", "IMMICH_SEARCH_EMBEDDED"]

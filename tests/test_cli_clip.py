@@ -6,7 +6,6 @@ Tiny ONNX models (tests/clip_fixtures.py) stand in for cn-clip; RapidOCR is the 
 from __future__ import annotations
 
 import json
-import uuid
 
 import psycopg
 import pytest
@@ -15,7 +14,7 @@ from click.testing import CliRunner
 from immich_search.cli import cli
 from immich_search.demo import import_library
 from tests.clip_fixtures import CN_CLIP_IDS, TinyClip
-from tests.conftest import create_database, drop_database
+from tests.conftest import scratch_database
 from tests.test_clip_search import BLUE, COLOURS, RED
 from tests.test_sync import plain_photo
 
@@ -32,13 +31,11 @@ def model_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def library(server, migrated_template, tmp_path_factory):
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    url = create_database(server, name, template=migrated_template)
-    photos = tmp_path_factory.mktemp("photos")
-    media = tmp_path_factory.mktemp("media")
-    import_library(url, [plain_photo(photos, n, c) for n, c in COLOURS.items()], media, email="cli@example.com")
-    yield {"url": url, "media": media}
-    drop_database(server, name)
+    with scratch_database(server, migrated_template) as url:
+        photos = tmp_path_factory.mktemp("photos")
+        media = tmp_path_factory.mktemp("media")
+        import_library(url, [plain_photo(photos, n, c) for n, c in COLOURS.items()], media, email="cli@example.com")
+        yield {"url": url, "media": media}
 
 
 def run(*args: str):

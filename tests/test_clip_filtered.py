@@ -16,7 +16,7 @@ import pytest
 from pgvector import Vector
 from pgvector.psycopg import register_vector
 
-from tests.conftest import create_database, drop_database
+from tests.conftest import scratch_database
 
 DIM = 64
 OWNERS = 24
@@ -35,63 +35,65 @@ def unit_rows(rng: np.random.Generator, n: int) -> np.ndarray:
 @pytest.fixture(scope="module")
 def library(server, migrated_template):
     """OWNERS owners of PER_OWNER assets, a small owner of SMALL, partners, locked/archived/trashed ones."""
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    url = create_database(server, name, template=migrated_template)
-    rng = np.random.default_rng(7)
-    with psycopg.connect(url) as conn:
-        register_vector(conn)
-        conn.execute("SELECT immich_search.clip_configure_v1('test-64', %s)", (DIM,))
-        users = [
-            str(conn.execute('INSERT INTO public."user" (email) VALUES (%s) RETURNING id', (f"u{i}@x",)).fetchone()[0])
-            for i in range(OWNERS + 1)
-        ]
-        small = users[-1]
-        owners = [u for u in users[:-1] for _ in range(PER_OWNER)] + [small] * SMALL
-        # Every 7th asset of the big owners is archived, every 11th locked, every 13th trashed.
-        states = []
-        for i, _ in enumerate(owners):
-            visibility = "locked" if i % 11 == 0 else "archive" if i % 7 == 0 else "timeline"
-            states.append((visibility, i % 13 == 0))
-        ids = [str(uuid.uuid4()) for _ in owners]
-        vectors = unit_rows(rng, len(ids))
-        with conn.cursor().copy(
-            'COPY public.asset (id, "ownerId", type, "originalPath", "originalFileName", checksum, visibility, '
-            '"deletedAt") FROM STDIN'
-        ) as copy:
-            for i, (asset_id, owner) in enumerate(zip(ids, owners, strict=True)):
-                visibility, trashed = states[i]
-                copy.write_row(
-                    (
-                        asset_id,
-                        owner,
-                        "IMAGE",
-                        f"/data/{i}.jpg",
-                        f"{i}.jpg",
-                        i.to_bytes(8, "big"),
-                        visibility,
-                        "2026-01-01" if trashed else None,
-                    )
+    with scratch_database(server, migrated_template) as url:
+        rng = np.random.default_rng(7)
+        with psycopg.connect(url) as conn:
+            register_vector(conn)
+            conn.execute("SELECT immich_search.clip_configure_v1('test-64', %s)", (DIM,))
+            users = [
+                str(
+                    conn.execute('INSERT INTO public."user" (email) VALUES (%s) RETURNING id', (f"u{i}@x",)).fetchone()[
+                        0
+                    ]
                 )
-        with conn.cursor().copy("COPY immich_search.clip (asset_id, model, embedding) FROM STDIN") as copy:
-            for asset_id, vector in zip(ids, vectors, strict=True):
-                copy.write_row((asset_id, "test-64", Vector(vector).to_text()))
-        # The small owner sees user 0's timeline as a partner; user 1 shares without "in timeline".
-        conn.execute(
-            'INSERT INTO public.partner ("sharedById", "sharedWithId", "inTimeline") VALUES (%s, %s, true), '
-            "(%s, %s, false)",
-            (users[0], small, users[1], small),
-        )
-        conn.execute("ANALYZE")
-    yield {
-        "url": url,
-        "users": users,
-        "small": small,
-        "ids": ids,
-        "owners": owners,
-        "states": states,
-        "vectors": vectors,
-    }
-    drop_database(server, name)
+                for i in range(OWNERS + 1)
+            ]
+            small = users[-1]
+            owners = [u for u in users[:-1] for _ in range(PER_OWNER)] + [small] * SMALL
+            # Every 7th asset of the big owners is archived, every 11th locked, every 13th trashed.
+            states = []
+            for i, _ in enumerate(owners):
+                visibility = "locked" if i % 11 == 0 else "archive" if i % 7 == 0 else "timeline"
+                states.append((visibility, i % 13 == 0))
+            ids = [str(uuid.uuid4()) for _ in owners]
+            vectors = unit_rows(rng, len(ids))
+            with conn.cursor().copy(
+                'COPY public.asset (id, "ownerId", type, "originalPath", "originalFileName", checksum, visibility, '
+                '"deletedAt") FROM STDIN'
+            ) as copy:
+                for i, (asset_id, owner) in enumerate(zip(ids, owners, strict=True)):
+                    visibility, trashed = states[i]
+                    copy.write_row(
+                        (
+                            asset_id,
+                            owner,
+                            "IMAGE",
+                            f"/data/{i}.jpg",
+                            f"{i}.jpg",
+                            i.to_bytes(8, "big"),
+                            visibility,
+                            "2026-01-01" if trashed else None,
+                        )
+                    )
+            with conn.cursor().copy("COPY immich_search.clip (asset_id, model, embedding) FROM STDIN") as copy:
+                for asset_id, vector in zip(ids, vectors, strict=True):
+                    copy.write_row((asset_id, "test-64", Vector(vector).to_text()))
+            # The small owner sees user 0's timeline as a partner; user 1 shares without "in timeline".
+            conn.execute(
+                'INSERT INTO public.partner ("sharedById", "sharedWithId", "inTimeline") VALUES (%s, %s, true), '
+                "(%s, %s, false)",
+                (users[0], small, users[1], small),
+            )
+            conn.execute("ANALYZE")
+        yield {
+            "url": url,
+            "users": users,
+            "small": small,
+            "ids": ids,
+            "owners": owners,
+            "states": states,
+            "vectors": vectors,
+        }
 
 
 def visible_mask(lib, user: str, include_locked: bool = False) -> np.ndarray:

@@ -7,7 +7,6 @@ expected order of every search is known without real weights.
 
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +28,7 @@ from immich_search.db import open_pool
 from immich_search.demo import IMMICH_MEDIA_LOCATION, import_library
 from immich_search.ocr_engine import OcrLine
 from tests.clip_fixtures import CN_CLIP_IDS, TinyClip
-from tests.conftest import create_database, drop_database
+from tests.conftest import scratch_database
 from tests.test_sync import plain_photo
 
 RED, BLUE, GREEN, YELLOW = (220, 30, 30), (30, 30, 220), (30, 200, 40), (230, 220, 30)
@@ -83,21 +82,26 @@ def clip_model(model_dir) -> ClipModel:
 @pytest.fixture(scope="module")
 def synced(server, migrated_template, clip_model, tmp_path_factory):
     """Four solid-colour photos of one user, synced with the colour OCR and the tiny CLIP model."""
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    url = create_database(server, name, template=migrated_template)
-    photos_dir = tmp_path_factory.mktemp("photos")
-    media_root = tmp_path_factory.mktemp("media")
-    photos = [plain_photo(photos_dir, photo, colour) for photo, colour in COLOURS.items()]
-    user_id = import_library(url, photos, media_root, email="clip@example.com")
-    CountingSource.reads = 0
-    pool = open_pool(url)
-    source = CountingSource(media_root, IMMICH_MEDIA_LOCATION)
-    report = SyncPipeline(pool, source, [OcrTask(ColourOcr()), ClipTask(clip_model)], batch_size=3).run_once()
-    with psycopg.connect(url) as conn:
-        ids = {n: str(a) for a, n in conn.execute('SELECT id, "originalFileName" FROM public.asset')}
-    yield {"url": url, "pool": pool, "user_id": user_id, "report": report, "ids": ids, "reads": CountingSource.reads}
-    pool.close()
-    drop_database(server, name)
+    with scratch_database(server, migrated_template) as url:
+        photos_dir = tmp_path_factory.mktemp("photos")
+        media_root = tmp_path_factory.mktemp("media")
+        photos = [plain_photo(photos_dir, photo, colour) for photo, colour in COLOURS.items()]
+        user_id = import_library(url, photos, media_root, email="clip@example.com")
+        CountingSource.reads = 0
+        pool = open_pool(url)
+        source = CountingSource(media_root, IMMICH_MEDIA_LOCATION)
+        report = SyncPipeline(pool, source, [OcrTask(ColourOcr()), ClipTask(clip_model)], batch_size=3).run_once()
+        with psycopg.connect(url) as conn:
+            ids = {n: str(a) for a, n in conn.execute('SELECT id, "originalFileName" FROM public.asset')}
+        yield {
+            "url": url,
+            "pool": pool,
+            "user_id": user_id,
+            "report": report,
+            "ids": ids,
+            "reads": CountingSource.reads,
+        }
+        pool.close()
 
 
 def names(hits, synced) -> list[str]:
@@ -134,10 +138,8 @@ def test_stored_vectors_are_the_models_normalised_features(synced, tiny):
         assert float(vector @ tiny.expected_image_feature(COLOURS[photo])) > 0.99
 
 
-def test_second_run_does_no_work_and_clip_is_backfilled_when_enabled_later(
-    server, migrated_template, clip_model, tmp_path
-):
-    url = create_database(server, f"t_{uuid.uuid4().hex[:12]}", template=migrated_template)
+def test_second_run_does_no_work_and_clip_is_backfilled_when_enabled_later(db, clip_model, tmp_path):
+    url = db
     photos = [plain_photo(tmp_path / "in", n, c) for n, c in COLOURS.items()]
     import_library(url, photos, tmp_path / "media", email="later@example.com")
     source = MediaFileSource(tmp_path / "media", IMMICH_MEDIA_LOCATION)
@@ -282,8 +284,8 @@ class FlakyEncoder:
         return self.model.encode_images(images)
 
 
-def test_a_model_error_fails_only_that_assets_clip_job(server, migrated_template, clip_model, tmp_path):
-    url = create_database(server, f"t_{uuid.uuid4().hex[:12]}", template=migrated_template)
+def test_a_model_error_fails_only_that_assets_clip_job(db, clip_model, tmp_path):
+    url = db
     photos = [plain_photo(tmp_path / "in", n, c) for n, c in COLOURS.items()]
     import_library(url, photos, tmp_path / "media", email="flaky@example.com")
     encoder = FlakyEncoder(clip_model)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import re
-import uuid
 
 import psycopg
 import pytest
@@ -14,17 +13,15 @@ from rich.progress import Progress
 
 from immich_search.cli import cli
 from immich_search.demo import CJK_FONT_CANDIDATES, GENERATED_PHOTOS, run_demo
-from tests.conftest import create_database, drop_database
+from tests.conftest import scratch_database
 from tests.test_sync import font_path
 
 
 @pytest.fixture
 def empty_db(server):
     """A fresh database with nothing in it: the demo creates Immich's tables itself."""
-    name = f"t_demo_{uuid.uuid4().hex[:8]}"
-    url = create_database(server, name)
-    yield url
-    drop_database(server, name)
+    with scratch_database(server) as url:
+        yield url
 
 
 def demo(url: str, workdir) -> str:

@@ -7,7 +7,6 @@ below exact ones; words two edits away, numbers and short words never match fuzz
 from __future__ import annotations
 
 import re
-import uuid
 
 import psycopg
 import pytest
@@ -18,8 +17,8 @@ from immich_search import migrate
 from immich_search.db import open_pool
 from immich_search.textfold import fold
 from immich_search.tokens import FUZZY_MIN_LENGTH, OCR_CONFUSIONS, WORD_CLASS
-from tests.conftest import create_database, drop_database
-from tests.test_search import add_asset, add_user
+from tests.conftest import scratch_database
+from tests.fake_immich import add_asset, add_user
 
 TOKENIZERS = ["python", "sql", "psql"]
 
@@ -41,18 +40,16 @@ PHOTOS = {
 
 @pytest.fixture(scope="module")
 def library(server, migrated_template):
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    url = create_database(server, name, template=migrated_template)
-    with psycopg.connect(url) as conn:
-        user = add_user(conn, "fuzzy@example.com")
-        assets = {
-            photo: add_asset(conn, user, photo, lines, age_days=i + 1)
-            for i, (photo, lines) in enumerate(PHOTOS.items())
-        }
-    pool = open_pool(url)
-    yield {"url": url, "pool": pool, "user": user, "assets": assets}
-    pool.close()
-    drop_database(server, name)
+    with scratch_database(server, migrated_template) as url:
+        with psycopg.connect(url) as conn:
+            user = add_user(conn, "fuzzy@example.com")
+            assets = {
+                photo: add_asset(conn, user, photo, lines, age_days=i + 1)
+                for i, (photo, lines) in enumerate(PHOTOS.items())
+            }
+        pool = open_pool(url)
+        yield {"url": url, "pool": pool, "user": user, "assets": assets}
+        pool.close()
 
 
 def search(lib, text: str, tokenizer: str, *, limit: int = 50, offset: int = 0) -> list[SearchHit]:

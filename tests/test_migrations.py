@@ -66,15 +66,10 @@ def test_text_search_configuration_matches_installed_parser(db):
 
 
 def test_migrate_fails_clearly_without_immich_tables(server):
-    from tests.conftest import create_database, drop_database
+    import pytest
 
-    url = create_database(server, "t_empty_no_immich")
-    try:
-        import pytest
+    from immich_search.errors import SchemaError
+    from tests.conftest import scratch_database
 
-        from immich_search.errors import SchemaError
-
-        with pytest.raises(SchemaError, match="public.asset"):
-            migrate.upgrade(url)
-    finally:
-        drop_database(server, "t_empty_no_immich")
+    with scratch_database(server) as url, pytest.raises(SchemaError, match="public.asset"):
+        migrate.upgrade(url)

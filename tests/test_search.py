@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from dataclasses import dataclass
 
 import psycopg
 import pytest
 from immich_search.ranking.ocr_search import SearchHit, search_ocr
-from immich_search.sync.pipeline import ocr_row
 
 from immich_search.db import open_pool
-from immich_search.ocr_engine import OcrLine
-from immich_search.sqlfiles import query
-from tests.conftest import create_database, drop_database
+from tests.conftest import scratch_database
+from tests.fake_immich import add_asset, add_four_users
 
 TOKENIZERS = ["python", "sql", "psql"]
 
@@ -29,38 +26,6 @@ class Library:
     @property
     def names(self) -> dict[str, str]:
         return {asset_id: name for name, asset_id in self.assets.items()}
-
-
-def add_user(conn: psycopg.Connection, email: str) -> str:
-    return str(conn.execute('INSERT INTO public."user" (email) VALUES (%s) RETURNING id', (email,)).fetchone()[0])
-
-
-def add_asset(
-    conn, owner: str, name: str, lines: list[str], *, age_days: int, visibility: str = "timeline", trashed: bool = False
-) -> str:
-    asset_id = str(uuid.uuid4())
-    conn.execute(
-        'INSERT INTO public.asset (id, "ownerId", type, "originalPath", "originalFileName", checksum, '
-        '"fileCreatedAt", visibility, "deletedAt") '
-        "VALUES (%s, %s, 'IMAGE', %s, %s, %s, now() - make_interval(days => %s), %s, "
-        "CASE WHEN %s THEN now() END)",
-        (
-            asset_id,
-            owner,
-            f"/data/upload/{name}",
-            name,
-            hashlib.sha1(asset_id.encode()).digest(),
-            age_days,
-            visibility,
-            trashed,
-        ),
-    )
-    ocr_lines = [
-        OcrLine(text, 0.95, (0.1, 0.1 * i, 0.9, 0.1 * i, 0.9, 0.1 * i + 0.05, 0.1, 0.1 * i + 0.05))
-        for i, text in enumerate(lines)
-    ]
-    conn.execute(query("upsert_ocr"), ocr_row(asset_id, ocr_lines, "test-model"))
-    return asset_id
 
 
 # name: (owner, lines, options)
@@ -92,23 +57,16 @@ def library(server, migrated_template):
     bob shares with alice in her timeline; carol shares with alice but not in her timeline; dave shares
     nothing. Nobody shares with bob.
     """
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    url = create_database(server, name, template=migrated_template)
-    with psycopg.connect(url) as conn:
-        users = {who: add_user(conn, f"{who}@example.com") for who in ("alice", "bob", "carol", "dave")}
-        conn.execute(
-            'INSERT INTO public.partner ("sharedById", "sharedWithId", "inTimeline") VALUES (%s, %s, true), '
-            "(%s, %s, false)",
-            (users["bob"], users["alice"], users["carol"], users["alice"]),
-        )
-        assets = {
-            photo: add_asset(conn, users[owner], photo, lines, age_days=index + 1, **options)
-            for index, (photo, (owner, lines, options)) in enumerate(PHOTOS.items())
-        }
-    pool = open_pool(url)
-    yield Library(url, pool, users, assets)
-    pool.close()
-    drop_database(server, name)
+    with scratch_database(server, migrated_template) as url:
+        with psycopg.connect(url) as conn:
+            users = add_four_users(conn)
+            assets = {
+                photo: add_asset(conn, users[owner], photo, lines, age_days=index + 1, **options)
+                for index, (photo, (owner, lines, options)) in enumerate(PHOTOS.items())
+            }
+        pool = open_pool(url)
+        yield Library(url, pool, users, assets)
+        pool.close()
 
 
 def search(

@@ -29,8 +29,8 @@ from immich_search.serve import smart_search
 from immich_search.serve.app import ServeConfig, create_app
 from immich_search.serve.searchers import build_plain_searcher, ocr_searcher, with_statement_timeout
 from tests import immich_openapi
-from tests.conftest import create_database, drop_database
-from tests.fake_immich import FakeImmich, add_asset, add_user, running
+from tests.conftest import scratch_database
+from tests.fake_immich import FakeImmich, add_asset, add_four_users, running
 
 pytestmark = pytest.mark.anyio
 
@@ -83,23 +83,16 @@ def anyio_backend():
 @pytest.fixture(scope="module")
 def library(server, migrated_template):
     """Four users (bob shares with alice in timeline, carol not in timeline, dave nothing) and their photos."""
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    url = create_database(server, name, template=migrated_template)
-    with psycopg.connect(url) as conn:
-        users = {who: add_user(conn, f"{who}@example.com") for who in ("alice", "bob", "carol", "dave")}
-        conn.execute(
-            'INSERT INTO public.partner ("sharedById", "sharedWithId", "inTimeline") VALUES (%s, %s, true), '
-            "(%s, %s, false)",
-            (users["bob"], users["alice"], users["carol"], users["alice"]),
-        )
-        assets = {
-            photo: add_asset(conn, users[owner], photo, lines, **options)
-            for photo, (owner, lines, options) in PHOTOS.items()
-        }
-    pool = open_pool(url)
-    yield Library(url, pool, users, assets)
-    pool.close()
-    drop_database(server, name)
+    with scratch_database(server, migrated_template) as url:
+        with psycopg.connect(url) as conn:
+            users = add_four_users(conn)
+            assets = {
+                photo: add_asset(conn, users[owner], photo, lines, **options)
+                for photo, (owner, lines, options) in PHOTOS.items()
+            }
+        pool = open_pool(url)
+        yield Library(url, pool, users, assets)
+        pool.close()
 
 
 @pytest.fixture
@@ -663,19 +656,17 @@ async def test_immich_failing_on_assets_gives_a_502(library, fake):
 
 
 async def test_a_database_that_is_gone_gives_a_503(library, fake, server, migrated_template):
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    url = create_database(server, name, template=migrated_template)
-    pool = open_pool(url, max_size=1)
-    pool.close()  # a closed pool: every search fails as with a database that went away
-    app = create_app(
-        ServeConfig(immich_url=IMMICH), ocr_searcher=ocr_searcher(pool), transport=httpx.ASGITransport(app=fake.app)
-    )
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://serve.test") as client:
-        response = await client.post(
-            "/api/search/smart", json={"query": "ocr:invoice"}, headers=cookie(fake.login(library.users["alice"]))
+    with scratch_database(server, migrated_template) as url:
+        pool = open_pool(url, max_size=1)
+        pool.close()  # a closed pool: every search fails as with a database that went away
+        app = create_app(
+            ServeConfig(immich_url=IMMICH), ocr_searcher=ocr_searcher(pool), transport=httpx.ASGITransport(app=fake.app)
         )
-    await app.state.service.aclose()
-    drop_database(server, name)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://serve.test") as client:
+            response = await client.post(
+                "/api/search/smart", json={"query": "ocr:invoice"}, headers=cookie(fake.login(library.users["alice"]))
+            )
+        await app.state.service.aclose()
     assert_immich_error(response, 503, "OCR search is unavailable")
 
 

@@ -9,7 +9,6 @@ import asyncio
 import contextlib
 import hashlib
 import time
-import uuid
 
 import httpx
 import psycopg
@@ -21,7 +20,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from immich_search.db import open_pool
 from immich_search.serve.app import ServeConfig, create_app
 from immich_search.serve.searchers import ocr_searcher
-from tests.conftest import create_database, drop_database
+from tests.conftest import scratch_database
 from tests.fake_immich import MIB, PATTERN, FakeImmich, add_asset, add_user, free_port, running
 
 pytestmark = pytest.mark.anyio
@@ -37,17 +36,15 @@ def anyio_backend():
 
 @pytest.fixture(scope="module")
 def library(server, migrated_template):
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    url = create_database(server, name, template=migrated_template)
-    with psycopg.connect(url) as conn:
-        alice = add_user(conn, "alice@example.com")
-        for i in range(10):
-            add_asset(conn, alice, f"receipt-{i}.jpg", [f"RECEIPT {i}", "增值税发票"], age_days=i)
-    pool = open_pool(url)
-    search_ocr(pool, "ocr:warm up", alice, limit=1)  # loads jieba's dictionary (a second) before timing anything
-    yield {"url": url, "pool": pool, "alice": alice}
-    pool.close()
-    drop_database(server, name)
+    with scratch_database(server, migrated_template) as url:
+        with psycopg.connect(url) as conn:
+            alice = add_user(conn, "alice@example.com")
+            for i in range(10):
+                add_asset(conn, alice, f"receipt-{i}.jpg", [f"RECEIPT {i}", "增值税发票"], age_days=i)
+        pool = open_pool(url)
+        search_ocr(pool, "ocr:warm up", alice, limit=1)  # loads jieba's dictionary (a second) before timing anything
+        yield {"url": url, "pool": pool, "alice": alice}
+        pool.close()
 
 
 @pytest.fixture
