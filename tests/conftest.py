@@ -3,6 +3,8 @@
 * ``embedded``: pgserver (PostgreSQL 16, pgvector 0.6.2, no contrib modules), started here.
 * ``pg15``: Debian's PostgreSQL 15 with contrib and pgvector 0.8, like Immich's database; its URL comes
   from ``IMMICH_SEARCH_TEST_PG15_URL`` (``.ci/run`` sets it up); skipped when unset.
+* ``real_immich`` (tests marked ``real_immich``): Immich v3.1's own server with its own database, from
+  ``../shared/real-immich`` (tests/real_immich.py); skipped when unconfigured, a failure in CI.
 
 Each test gets a fresh database cloned from a template that already holds Immich's schema subset and
 our migrations (procrastinate's pattern), so tests are isolated and fast.
@@ -172,3 +174,47 @@ def indexed_corpus(server, migrated_template, ocr_engine, tmp_path_factory):
     yield {"url": url, "user_id": user_id, "media_root": media_root, "report": report, "names": names}
     shutil.rmtree(media_root, ignore_errors=True)
     drop_database(server, f"t_corpus_{RUN}")
+
+
+@pytest.fixture(scope="session")
+def real_immich():
+    """The running, seeded real Immich server (tests/real_immich.py); skips (or fails in CI) without one."""
+    from tests.real_immich import SKIP_REASON, RealImmich, skip_or_fail
+
+    server = RealImmich.from_env()
+    if server is None:
+        skip_or_fail(SKIP_REASON)
+    if not server.ping():
+        pytest.fail(f"a real Immich is configured (REAL_IMMICH_URL={server.url}) but does not answer /api/server/ping")
+    return server
+
+
+_real_immich_collected = 0
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Counts the real-Immich tests, so CI can insist that they ran."""
+    global _real_immich_collected
+    _real_immich_collected = sum(1 for item in items if item.get_closest_marker("real_immich"))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Where the real Immich is required (CI), a skipped real-Immich test is reported as a failure."""
+    from tests.real_immich import required
+
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and required() and item.get_closest_marker("real_immich"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.outcome = "failed"
+        report.longrepr = f"real_immich test skipped although IMMICH_SEARCH_REQUIRE_REAL_IMMICH is set: {reason}"
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    """Where the real Immich is required (CI), a run that collected no real-Immich test fails."""
+    from tests.real_immich import required
+
+    if required() and _real_immich_collected == 0 and not session.config.getoption("collectonly"):
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        print("\nIMMICH_SEARCH_REQUIRE_REAL_IMMICH is set but no real_immich test was collected")
