@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import random
 import signal
@@ -327,3 +328,19 @@ def skip_or_fail(reason: str) -> None:
     if required():
         pytest.fail(f"real Immich required (IMMICH_SEARCH_REQUIRE_REAL_IMMICH=1) but {reason}")
     pytest.skip(reason)
+
+
+def ensure_indexed(server: RealImmich) -> dict[str, str]:
+    """Migrate and run one ``sync`` pass over Immich's previews (nothing to do when already indexed).
+
+    Returns our OCR text per asset id.
+    """
+    server.cli("migrate")
+    server.cli("sync", *server.media_args())
+    return server.ocr_rows()
+
+
+def search_ids(server: RealImmich, query: str, user: str, *extra: str) -> list[str]:
+    """Asset ids of ``immich-search search QUERY --user USER --json``, best first."""
+    result = server.cli("search", query, "--user", user, "--json", "--limit", "1000", *extra)
+    return [hit["asset_id"] for hit in json.loads(result.stdout)]
