@@ -101,10 +101,10 @@ class RealImmich:
         except (httpx.HTTPError, ValueError):
             return False
 
-    def login(self, email: str) -> str:
-        """A fresh session token of a seeded user (``POST /api/auth/login``)."""
+    def login(self, email: str, password: str | None = None) -> str:
+        """A fresh session token (``POST /api/auth/login``); a seeded user's password is known."""
         with self.api() as client:
-            response = client.post("/auth/login", json={"email": email, "password": PASSWORDS[email]})
+            response = client.post("/auth/login", json={"email": email, "password": password or PASSWORDS[email]})
             response.raise_for_status()
             return response.json()["accessToken"]
 
@@ -344,3 +344,13 @@ def search_ids(server: RealImmich, query: str, user: str, *extra: str) -> list[s
     """Asset ids of ``immich-search search QUERY --user USER --json``, best first."""
     result = server.cli("search", query, "--user", user, "--json", "--limit", "1000", *extra)
     return [hit["asset_id"] for hit in json.loads(result.stdout)]
+
+
+def psql_search_ids(server: RealImmich, queries: list[str], user_id: str) -> set[str]:
+    """Asset ids that psql's ``immich_search.search(query, NULL, user)`` returns for any of ``queries``."""
+    found: set[str] = set()
+    with psycopg.connect(server.db_url) as conn:
+        for query in queries:
+            rows = conn.execute("SELECT asset_id FROM immich_search.search(%s, NULL, %s, 1000)", (query, user_id))
+            found |= {str(asset_id) for (asset_id,) in rows}
+    return found
