@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Starts a throw-away PostgreSQL 15 cluster (Debian's, with contrib and pgvector from
-# .ci/setup-postgres15.sh) on 127.0.0.1:${PG15_PORT:-55432} and prints its URL.
+# .ci/setup-postgres15.sh) on 127.0.0.1:${PG15_PORT:-55433} and prints its URL
+# (55432 is the real Immich's own PostgreSQL in CI).
 # PostgreSQL refuses to run as root, so as root the cluster belongs to the `postgres` user.
 set -euo pipefail
-PORT=${PG15_PORT:-55432}
+PORT=${PG15_PORT:-55433}
 DATA=${PG15_DATA:-/tmp/immich-search-pg15}
 BIN=/usr/lib/postgresql/15/bin
 RUN=()

@@ -28,7 +28,7 @@ scan (the fraction of the exact top 10 that the indexed search returns, averaged
 
 Usage::
 
-    .venv/bin/python benchmarks/search_latency.py --database-url postgresql://postgres@127.0.0.1:55432/postgres
+    .venv/bin/python benchmarks/search_latency.py --database-url postgresql://postgres@127.0.0.1:55433/postgres
     .venv/bin/python benchmarks/search_latency.py --sizes 100000 --queries 50      # quicker
     .venv/bin/python benchmarks/search_latency.py                                   # embedded PostgreSQL
 
