@@ -227,7 +227,7 @@ def run_demo(url: str, *, images: Path | None, workdir: Path | None, console: Co
         if images is not None:
             queries = _queries_for(images, pool)
         console.print("[bold]4/4[/bold] search")
-        from immich_search.cli import print_hits
+        from immich_search.commands.common import print_hits
 
         for text in queries:
             console.print(f"\n[bold cyan]immich-search search {text!r}[/bold cyan]")

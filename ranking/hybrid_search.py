@@ -13,12 +13,12 @@ from functools import cache
 from typing import Protocol
 
 import numpy as np
-from immich_search.ranking.ocr_query import build_ocr_query, jieba_segmenter
-from immich_search.ranking.query_language import Mode, parse
 from pgvector import Vector
 from psycopg_pool import ConnectionPool
 
 from immich_search.errors import ImmichSearchError
+from immich_search.ranking.ocr_query import build_ocr_query, jieba_segmenter
+from immich_search.ranking.query_language import Mode, parse
 from immich_search.sqlfiles import query
 
 log = logging.getLogger(__name__)
@@ -29,7 +29,7 @@ DEFAULT_CANDIDATES = 100
 
 
 class TextEncoder(Protocol):
-    """What hybrid search needs of a CLIP model (:class:`immich_search.clip_model.ClipModel` has it)."""
+    """What hybrid search needs of a CLIP model (:class:`immich_search.runtime.model.ClipModel` has it)."""
 
     @property
     def name(self) -> str:

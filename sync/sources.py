@@ -13,9 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Protocol
 
-from immich_search.sync.errors import PermanentJobError, RetryableJobError
-
 from immich_search.errors import ConfigError
+from immich_search.sync.errors import PermanentJobError, RetryableJobError
 
 IMMICH_MEDIA_LOCATIONS = ("/data", "/usr/src/app/upload")
 """Immich's media roots inside its container: current (v1.137+) and older releases."""

@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from immich_search.sqlfiles import read_sql
-from immich_search.textfold import fold, fold_char_sql, fold_sql, fold_table
+from immich_search.sqlgen.tables import fold_char_sql, fold_sql
+from immich_search.textfold import fold, fold_table
 from immich_search.tokens import (
     FUZZY_MAX_LENGTH,
     FUZZY_MIN_LENGTH,

@@ -8,6 +8,8 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from immich_search.commands.common import Settings, console, pass_settings, require_migrated
+
 
 def human_seconds(seconds: float | None) -> str:
     """Format a duration for people: ``42 s``, ``7 min``, ``3.5 h``, ``2.0 d``; ``-`` for ``None``."""
@@ -81,8 +83,8 @@ def print_status(status, out: Console) -> None:
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
 @click.option("--errors", default=10, show_default=True, type=click.IntRange(0, 1000), help="Recent errors to list.")
-@click.pass_obj
-def status(settings, as_json: bool, errors: int) -> None:
+@pass_settings
+def status(settings: Settings, as_json: bool, errors: int) -> None:
     """Show where the sync stands: jobs by task and state, how far behind Immich, throughput, workers, errors.
 
     "Behind Immich" counts the photos Immich changed that discovery has not queued yet, and how old the
@@ -94,12 +96,11 @@ def status(settings, as_json: bool, errors: int) -> None:
       immich-search status
       immich-search status --json --errors 50
     """
-    from immich_search.cli import _require_migrated, console
     from immich_search.db import connect
     from immich_search.sync.status import sync_status
 
     url = settings.resolve_url()
-    _require_migrated(url)
+    require_migrated(url)
     with connect(url) as conn:
         result = sync_status(conn, errors=errors)
     if as_json:
