@@ -48,7 +48,7 @@ def ocr_searcher(pool) -> Callable[..., Sequence[Any]]:
 
 
 def hybrid_searcher(pool, search_function: Callable[..., Sequence[Any]], encoder=None) -> Callable[..., Sequence[Any]]:
-    """Return a searcher calling ``search_function`` (``hybrid_search.search``'s signature) with ``encoder``."""
+    """Return a searcher calling ``search_function`` (``hybrid_search.search_query``'s signature) with ``encoder``."""
 
     def search(text: str, user_id: str, *, limit: int, offset: int):
         return search_function(pool, text, user_id, limit=limit, offset=offset, include_locked=False, encoder=encoder)
@@ -104,4 +104,4 @@ def build_plain_searcher(
         described = f"hybrid: OCR text and {encoder.name} ({encoder.precision})"
     else:
         described = "hybrid without a CLIP model: OCR text only"
-    return hybrid_searcher(pool, hybrid_search.search, encoder), described
+    return hybrid_searcher(pool, hybrid_search.search_query, encoder), described
