@@ -22,6 +22,10 @@ from immich_search.progress_log import DEFAULT_INTERVAL_S as DEFAULT_PROGRESS_IN
 from immich_search.progress_log import ProgressLog
 from immich_search.runtime.loading import load_clip_model
 
+EXIT_JOBS_WAITING = 75
+"""Exit status of a one-pass sync that leaves jobs to run later (leased by another or a killed worker, or
+in retry backoff): ``EX_TEMPFAIL`` of sysexits.h, "try again later". 0 means nothing is left to do now."""
+
 
 @click.command(context_settings=CONTEXT_SETTINGS)
 @preview_source_options
@@ -78,6 +82,8 @@ def sync(
     the run until the database is back. Any number of sync processes, on any machines, share one queue.
     Changing the CLIP model (--clip-arch) re-embeds the library, as in Immich. On a terminal a progress
     bar shows how far it is; elsewhere (docker logs) and with --watch, a `sync progress` line does.
+    A single pass exits 0 when nothing is left to do, and 75 (EX_TEMPFAIL) when jobs wait to run later
+    (leased by another or a killed worker, or in retry backoff); it says which and when.
 
     \b
     Examples:
@@ -88,7 +94,9 @@ def sync(
       IMMICH_URL=http://immich:2283 IMMICH_API_KEY=key1,key2 immich-search sync --source api --watch
       immich-search sync --ocr-source immich   # index what Immich's own OCR found, in minutes
     """
+    from immich_search.db import connect
     from immich_search.sync.api_source import split_api_keys
+    from immich_search.sync.status import describe_later, later_jobs
     from immich_search.sync.workers import WorkerSpec, build_source, run_sync
 
     spec = WorkerSpec(
@@ -104,7 +112,10 @@ def sync(
         clip_arch=clip_arch,
         batch_size=batch_size,
     )
-    build_source(spec)  # a wrong media root, URL or missing key is reported before anything else
+    source = build_source(spec)  # a wrong media root, URL or missing key is reported before anything else
+    warning = getattr(source, "layout_warning", lambda: None)()
+    if warning:
+        click.echo(f"warning: {warning}", err=True)  # one line: it often lands in a log
     url = settings.resolve_url()
     require_migrated(url)
     model, why_not = load_clip_model(clip, clip_model_dir, clip_arch, "image")
@@ -154,6 +165,15 @@ def sync(
                 on_progress = ProgressLog(label, progress_interval)
             report = run_sync(spec, workers=workers, force=force, clip_model=model, on_progress=on_progress)
         print_report(report)
+        tasks = {"ocr"} | ({"clip"} if spec.clip is not False else set())
+        with connect(url) as conn:
+            later = [item for item in later_jobs(conn) if item.task in tasks]
+        if later:
+            click.echo(
+                f"not finished: {describe_later(later)}; run sync again after that (or keep `sync --watch` running)",
+                err=True,
+            )
+            sys.exit(EXIT_JOBS_WAITING)
     except KeyboardInterrupt:
         click.echo("stopped; jobs in progress were given back to the queue", err=True)
         sys.exit(130)
