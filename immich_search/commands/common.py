@@ -71,16 +71,26 @@ def check_reachable(url: str) -> None:
     connect(url).close()
 
 
-def require_migrated(url: str) -> None:
-    """Check that the database is reachable and schema ``immich_search`` is at the newest revision.
+def require_migrated(target) -> None:
+    """Check that schema ``immich_search`` is at the newest revision.
+
+    Args:
+        target: a database URL (one connection is opened, and a clear error given when the server is
+            down) or an open psycopg connection (e.g. a pool's, so a command needs no extra connection).
 
     Raises:
         ImmichSearchError: unreachable, or the schema is missing or out of date (run ``migrate``).
     """
     from immich_search import migrate as migrations
+    from immich_search.db import connect
+    from immich_search.sqlfiles import query
 
-    check_reachable(url)
-    if migrations.current_revision(url) != migrations.head_revision():
+    if isinstance(target, str):
+        with connect(target) as conn:
+            return require_migrated(conn)
+    (migrated,) = target.execute(query("has_schema_revision")).fetchone()
+    row = target.execute(query("schema_revision")).fetchone() if migrated else None
+    if row is None or row[0] != migrations.head_revision():
         raise ImmichSearchError("schema immich_search is missing or out of date: run `immich-search migrate`")
 
 

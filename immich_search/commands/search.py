@@ -121,7 +121,6 @@ def search(
     if ocr_weight + clip_weight == 0:
         raise click.BadParameter("--ocr-weight and --clip-weight cannot both be 0", param_hint="weights")
     url = settings.resolve_url()
-    require_migrated(url)
     parsed = parse(query)
     if parsed.truncated:
         err_console.print(
@@ -134,6 +133,8 @@ def search(
         if why_not:
             err_console.print(f"[yellow]{why_not}[/yellow]\n[yellow]ranking by OCR text only.[/yellow]")
     with open_pool(url) as pool:
+        with pool.connection() as conn:
+            require_migrated(conn)  # on the pool's connection: a search opens no other
         user_id, _ = resolve_user(pool, who)
         hits = search_query(
             pool,

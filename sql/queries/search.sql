@@ -31,3 +31,10 @@ SELECT asset_id, original_file_name, score, snippet, ocr_rank, clip_rank, ocr_sc
 FROM immich_search.search_v2(%(query)s, %(vector)s::vector, %(user_id)s::uuid, %(k)s, %(offset)s,
                              %(include_locked)s, %(fusion)s, %(ocr_weight)s::real, %(clip_weight)s::real,
                              %(candidates)s)
+
+-- name: has_schema_revision
+-- Whether alembic's version table is there (in our schema): never migrated when not.
+SELECT to_regclass('immich_search.alembic_version') IS NOT NULL
+
+-- name: schema_revision
+SELECT version_num FROM immich_search.alembic_version
