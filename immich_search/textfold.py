@@ -10,8 +10,8 @@
 
 The same table is compiled into the SQL function ``immich_search.fold_v1`` (``translate()``; revision
 0001, dropped by 0005) and into the table ``immich_search.fold_char`` behind ``immich_search.fold_v2`` by
-the build-time generators in :mod:`immich_search.sqlgen.tables`; ``tests/test_textfold_tokens.py`` proves the committed SQL equals the
-generated one and the SQL folds exactly like Python.
+the build-time generators in :mod:`immich_search.sqlgen.tables`; ``tests/test_textfold_tokens.py`` proves
+the committed SQL equals the generated one and the SQL folds exactly like Python.
 """
 
 from __future__ import annotations
