@@ -75,10 +75,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
-from immich_search.ranking.metrics import evaluate
-from immich_search.ranking.ocr_search import search_ocr
-from immich_search.sync.pipeline import OcrSync
-from immich_search.sync.sources import MediaFileSource
 from rich.console import Console
 from rich.table import Table
 
@@ -86,6 +82,10 @@ from immich_search import migrate
 from immich_search.db import open_pool
 from immich_search.demo import IMAGE_SUFFIXES, IMMICH_MEDIA_LOCATION, ensure_immich_schema, import_library
 from immich_search.ocr_engine import RapidOcrEngine
+from immich_search.ranking.metrics import evaluate
+from immich_search.ranking.ocr_search import search_ocr
+from immich_search.sync.pipeline import OcrSync
+from immich_search.sync.sources import MediaFileSource
 from immich_search.textfold import fold
 from immich_search.tokens import CJK_CLASS, WORD_CLASS
 

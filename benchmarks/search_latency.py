@@ -19,7 +19,7 @@ every visible row scored):
 
 * ocr-only: ``immich_search.search_ocr(text, user, 10)`` (the SQL-only query path), texts from the
   corpus's queries;
-* vector-only: ``immich_search.search_clip_v1(vector, user, 10)``; query vectors are drawn like the
+* vector-only: ``immich_search.search_clip_v2(vector, user, 10)``; query vectors are drawn like the
   library's;
 * hybrid: ``immich_search.search(text, vector, user, 10)`` (RRF over 100 candidates per branch);
 
@@ -274,7 +274,7 @@ KINDS: dict[str, Callable[[str, Vector, str, bool], tuple[str, tuple]]] = {
         (f"ocr:{text}", user),
     ),
     "vector-only": lambda text, vector, user, exact: (
-        "SELECT asset_id FROM immich_search.search_clip_v1(%s, %s, 10)",
+        "SELECT asset_id FROM immich_search.search_clip_v2(%s, %s, 10)",
         (vector, user),
     ),
     "hybrid": lambda text, vector, user, exact: (
@@ -295,7 +295,12 @@ def measure(library: dict, queries: int, console) -> list[dict]:
         register_vector(conn)
         for owner_name, owner_index in (("large", 0), ("small", 1)):
             user = library["users"][owner_index]
-            visible = conn.execute("SELECT count(*) FROM immich_search.visible_assets_v1(%s)", (user,)).fetchone()[0]
+            visible = conn.execute(
+                'SELECT count(*) FROM public.asset a WHERE immich_search.can_see_v2(a."ownerId", a.visibility::text, '
+                'a."deletedAt", %(u)s, ARRAY(SELECT "sharedById" FROM public.partner '
+                'WHERE "sharedWithId" = %(u)s AND "inTimeline"), false)',
+                {"u": user},
+            ).fetchone()[0]
             for kind, build in KINDS.items():
                 results = {}
                 for exact in (False, True):

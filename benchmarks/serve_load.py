@@ -106,9 +106,9 @@ def run_fake(url: str, port: int, tokens: dict[str, str]) -> None:
 def run_serve(url: str, immich_url: str, port: int, pool_size: int) -> None:
     """Child process: serve's app under uvicorn, set up as ``immich-search serve`` sets it up."""
     import uvicorn
-    from immich_search.ranking.ocr_search import search_ocr
 
     from immich_search.db import open_pool
+    from immich_search.ranking.ocr_search import search_ocr
     from immich_search.serve.app import ServeConfig, create_app
     from immich_search.serve.searchers import ocr_searcher
 

@@ -60,16 +60,15 @@ from rich.table import Table
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from immich_search import migrate  # noqa: E402
+from immich_search.db import open_pool  # noqa: E402
+from immich_search.demo import IMAGE_SUFFIXES, IMMICH_MEDIA_LOCATION, ensure_immich_schema, make_preview  # noqa: E402
+from immich_search.ocr_engine import RapidOcrEngine  # noqa: E402
 from immich_search.sync.decode import decode_preview  # noqa: E402
 from immich_search.sync.pipeline import SyncPipeline  # noqa: E402
 from immich_search.sync.sources import MediaFileSource  # noqa: E402
 from immich_search.sync.tasks import OcrTask  # noqa: E402
 from immich_search.sync.workers import WorkerSpec, run_sync, sigterm_as_interrupt  # noqa: E402
-
-from immich_search import migrate  # noqa: E402
-from immich_search.db import open_pool  # noqa: E402
-from immich_search.demo import IMAGE_SUFFIXES, IMMICH_MEDIA_LOCATION, ensure_immich_schema, make_preview  # noqa: E402
-from immich_search.ocr_engine import RapidOcrEngine  # noqa: E402
 from immich_search.tokens import document_tokens  # noqa: E402
 
 DEFAULT_CORPUS = REPO.parent / "shared" / "corpus" / "dev"

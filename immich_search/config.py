@@ -24,6 +24,28 @@ IMMICH_DB_DEFAULTS = {
 }
 
 
+def check_database_url(url: str, source: str = "--database-url") -> str:
+    """Return ``url`` when libpq can read it (a ``postgresql://`` URL or a ``key=value`` string).
+
+    Args:
+        url: the connection string as given.
+        source: where it came from, for the message (``--database-url``, ``DB_URL``).
+
+    Raises:
+        ConfigError: libpq cannot parse it; the message gives libpq's reason and the expected shape.
+    """
+    import psycopg
+
+    try:
+        psycopg.conninfo.conninfo_to_dict(url)
+    except psycopg.ProgrammingError as exc:
+        reason = " ".join(str(exc).split())
+        raise ConfigError(
+            f"{source} is not a PostgreSQL URL ({reason}): expected postgresql://USER:PASSWORD@HOST:5432/DATABASE"
+        ) from None
+    return url
+
+
 def database_url_from_env(env: Mapping[str, str] | None = None) -> str | None:
     """Build a libpq URL from Immich's database variables.
 
@@ -35,11 +57,11 @@ def database_url_from_env(env: Mapping[str, str] | None = None) -> str | None:
         of them is set (the others take Immich's defaults); ``None`` when none is set.
 
     Raises:
-        ConfigError: ``DB_PORT`` is not a number.
+        ConfigError: ``DB_PORT`` is not a number, or ``DB_URL`` is not a PostgreSQL URL.
     """
     env = os.environ if env is None else env
     if env.get("DB_URL"):
-        return env["DB_URL"]
+        return check_database_url(env["DB_URL"], "DB_URL")
     if not any(env.get(name) for name in IMMICH_DB_DEFAULTS):
         return None
     parts = {name: env.get(name) or default for name, default in IMMICH_DB_DEFAULTS.items()}

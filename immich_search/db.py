@@ -5,7 +5,8 @@ from __future__ import annotations
 import psycopg
 from psycopg_pool import ConnectionPool
 
-from immich_search.errors import DatabaseUnavailableError
+from immich_search.config import check_database_url
+from immich_search.errors import ConfigError, DatabaseUnavailableError
 
 CONNECT_TIMEOUT_S = 10
 """Seconds libpq waits for the server before giving up (a down host must not hang a command)."""
@@ -28,12 +29,16 @@ def connect(url: str, *, autocommit: bool = False) -> psycopg.Connection:
     Raises:
         DatabaseUnavailableError: the server is unreachable or refused the connection; the message
             names the host (never the password) and libpq's reason.
+        ConfigError: ``url`` is not a PostgreSQL URL.
     """
     try:
         conn = psycopg.connect(url, connect_timeout=CONNECT_TIMEOUT_S, autocommit=autocommit)
     except psycopg.OperationalError as exc:
         reason = " ".join(str(exc).split())  # libpq's message spans lines ("\n\tIs the server running...")
         raise DatabaseUnavailableError(f"cannot connect to the database {describe_url(url)}: {reason}") from exc
+    except psycopg.ProgrammingError as exc:  # libpq cannot parse the URL (e.g. "notaurl")
+        check_database_url(url, "the database URL")
+        raise ConfigError(f"the database URL is not usable: {exc}") from exc
     _register_vector(conn)
     return conn
 

@@ -217,9 +217,13 @@ def run_demo(url: str, *, images: Path | None, workdir: Path | None, console: Co
     with open_pool(url) as pool:
         with progress:
             task = progress.add_task("OCR", total=None)
-            report = OcrSync(pool, MediaFileSource(media_root, IMMICH_MEDIA_LOCATION)).run_once(
-                on_progress=lambda done, total: progress.update(task, completed=done, total=total)
-            )
+            ocr = OcrSync(pool, MediaFileSource(media_root, IMMICH_MEDIA_LOCATION))
+            try:
+                report = ocr.run_once(
+                    on_progress=lambda done, total: progress.update(task, completed=done, total=total)
+                )
+            finally:
+                ocr.close()  # the worker row goes: `status` must not show the demo as a silent worker
         console.print(
             f"      indexed {report.done}, failed {report.failed} in {report.seconds:.1f} s"
             f" ({report.images_per_second:.2f} images/s)"
@@ -227,7 +231,7 @@ def run_demo(url: str, *, images: Path | None, workdir: Path | None, console: Co
         if images is not None:
             queries = _queries_for(images, pool)
         console.print("[bold]4/4[/bold] search")
-        from immich_search.cli import print_hits
+        from immich_search.commands.common import print_hits
 
         for text in queries:
             console.print(f"\n[bold cyan]immich-search search {text!r}[/bold cyan]")

@@ -119,8 +119,8 @@ def clip_model_check(conn: psycopg.Connection | None) -> Check:
     ``conn`` is ``None`` when the schema is not migrated (nothing stored to compare with). Never fails:
     without a model, OCR search works and semantic search is off.
     """
-    from immich_search.clip_model import ClipModel
     from immich_search.errors import ImmichSearchError
+    from immich_search.runtime.model import ClipModel
 
     try:
         # The same variant `sync` and `search` pick without --clip-arch.

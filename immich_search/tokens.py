@@ -103,11 +103,6 @@ class Token:
     position: int
 
 
-def is_cjk(char: str) -> bool:
-    """Return whether ``char`` (one character) is CJK for tokenising purposes."""
-    return bool(_CJK_RUN.fullmatch(char))
-
-
 def _segments(line: str) -> Iterable[tuple[str, str]]:
     """Split a folded line into ('cjk', run) and ('word', word) segments in order."""
     # Apostrophes join (it's -> its, O'Doherty -> odoherty) rather than split words.

@@ -1,4 +1,4 @@
-"""Hybrid search: OCR text and cn-clip semantics fused in PostgreSQL (``search_hybrid_tsquery_v1``).
+"""Hybrid search: OCR text and cn-clip semantics fused in PostgreSQL (``search_hybrid_tsquery_v2``).
 
 The query language decides the branches: ``ocr:`` text only, ``clip:`` vector only, plain queries both.
 The Python side only builds the inputs (jieba tsqueries, the CLIP text vector); ranking, visibility and
@@ -13,12 +13,12 @@ from functools import cache
 from typing import Protocol
 
 import numpy as np
-from immich_search.ranking.ocr_query import build_ocr_query, jieba_segmenter
-from immich_search.ranking.query_language import Mode, parse
 from pgvector import Vector
 from psycopg_pool import ConnectionPool
 
 from immich_search.errors import ImmichSearchError
+from immich_search.ranking.ocr_query import build_ocr_query, jieba_segmenter
+from immich_search.ranking.query_language import Mode, parse
 from immich_search.sqlfiles import query
 
 log = logging.getLogger(__name__)
@@ -29,7 +29,7 @@ DEFAULT_CANDIDATES = 100
 
 
 class TextEncoder(Protocol):
-    """What hybrid search needs of a CLIP model (:class:`immich_search.clip_model.ClipModel` has it)."""
+    """What hybrid search needs of a CLIP model (:class:`immich_search.runtime.model.ClipModel` has it)."""
 
     @property
     def name(self) -> str:
@@ -164,6 +164,62 @@ def search(
         HybridHit(str(a), name, float(score), snippet or "", o_rank, c_rank, o_score, c_score)
         for a, name, score, snippet, o_rank, c_rank, o_score, c_score in rows
     ]
+
+
+def ocr_only(mode: Mode, encoder: TextEncoder | None) -> bool:
+    """Whether a query of ``mode`` is answered by the OCR ranking alone: the one place that decides.
+
+    ``ocr:`` queries always are; plain (hybrid) queries are when no CLIP text encoder is loaded; ``clip:``
+    queries never are (without an encoder they fail with :class:`SemanticSearchUnavailable`).
+    """
+    return mode is Mode.OCR or (mode is Mode.HYBRID and encoder is None)
+
+
+def search_query(
+    pool: ConnectionPool,
+    text: str,
+    user_id: str,
+    *,
+    limit: int = 10,
+    offset: int = 0,
+    include_locked: bool = False,
+    encoder: TextEncoder | None = None,
+    mode: Mode | None = None,
+    tokenizer: str = "python",
+    **fusion_options,
+) -> list:
+    """Answer a search-bar query with the ranking its mode calls for (see :func:`ocr_only`).
+
+    Arguments as for :func:`search`; ``fusion_options`` (``fusion``, ``ocr_weight``, ``clip_weight``,
+    ``candidates``) only matter for the hybrid ranking.
+
+    Returns:
+        :class:`~immich_search.ranking.ocr_search.SearchHit` rows from the OCR ranking, or
+        :class:`HybridHit` rows from the hybrid one; both have ``asset_id``, ``original_file_name``,
+        ``score``, ``snippet`` and ``as_json()``.
+
+    Raises:
+        As :func:`search` and :func:`~immich_search.ranking.ocr_search.search_ocr`.
+    """
+    from immich_search.ranking.ocr_search import search_ocr
+
+    chosen = mode or parse(text).mode
+    if ocr_only(chosen, encoder):
+        return search_ocr(
+            pool, text, user_id, limit=limit, offset=offset, include_locked=include_locked, tokenizer=tokenizer
+        )
+    return search(
+        pool,
+        text,
+        user_id,
+        limit=limit,
+        offset=offset,
+        include_locked=include_locked,
+        encoder=encoder,
+        mode=chosen,
+        tokenizer=tokenizer,
+        **fusion_options,
+    )
 
 
 @cache

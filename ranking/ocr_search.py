@@ -11,10 +11,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from functools import cache
 
-from immich_search.ranking.ocr_query import build_ocr_query, jieba_segmenter
-from immich_search.ranking.query_language import Mode, parse
 from psycopg_pool import ConnectionPool
 
+from immich_search.ranking.ocr_query import build_ocr_query, jieba_segmenter
+from immich_search.ranking.query_language import Mode, parse
 from immich_search.sqlfiles import query
 
 

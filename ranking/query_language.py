@@ -45,6 +45,8 @@ class ParsedQuery:
     mode: Mode
     terms: tuple[Term, ...] = field(default_factory=tuple)
     text: str = ""
+    truncated: bool = False
+    """The query was longer than :data:`MAX_QUERY_CHARS` and only its beginning is searched."""
 
     @property
     def positive(self) -> tuple[Term, ...]:
@@ -57,13 +59,48 @@ class ParsedQuery:
         return tuple(term for term in self.terms if term.negated)
 
 
-# White space is spelled out (not \\s) so that the SQL twin in immich_search.ocr_tsquery_v1, whose
+# White space is spelled out (not \\s) so that the SQL twin in immich_search.ocr_tsquery_v3, whose
 # classes depend on the database locale, reads queries exactly the same way. NFKC runs first and turns
 # the ideographic space, full-width colon and full-width quote into their ASCII forms.
 _SPACE = " \t\n\r\f\v"
 # ASCII-only case folding: with full Unicode folding "clıp:" (dotless i) would match and then fail Mode().
 _PREFIX = re.compile(rf"^[{_SPACE}]*(ocr|clip)[{_SPACE}]*:[{_SPACE}]*", re.IGNORECASE | re.ASCII)
 _TERM = re.compile(rf'(-?)"([^"]*)(?:"|$)|(-?)([^{_SPACE}]+)')
+MAX_QUERY_CHARS = 256
+"""Characters of a query (after NFKC) that are searched; the rest is dropped. The SQL twin is
+``immich_search.capped_query_v1`` (revision 0005). A bound keeps every query's tsquery small: a query of
+3,000 U+FDFA (each NFKC-expands to 18 characters, four Arabic words) ran for a minute and then failed with
+"value is too big in tsquery"; 256 characters of the worst kind are tokenised and searched well within a
+second, and search-bar queries and OCR lines are far shorter."""
+
+_NORMALISED_PREFIX = 4 * MAX_QUERY_CHARS
+"""Characters normalised before the cut: NFKC never needs text this far on to decide the first
+:data:`MAX_QUERY_CHARS` characters, and normalising a megabyte would cost more than the search."""
+
+
+def capped(query: str) -> tuple[str, bool]:
+    """Return ``(the query as searched, whether it was cut)``: NFKC, then at most :data:`MAX_QUERY_CHARS`.
+
+    Twin of ``immich_search.capped_query_v1``; ``query`` is any string (``None`` reads as empty).
+    """
+    text = unicodedata.normalize("NFKC", (query or "")[:_NORMALISED_PREFIX])
+    return text[:MAX_QUERY_CHARS], len(text) > MAX_QUERY_CHARS or len(query or "") > _NORMALISED_PREFIX
+
+
+def mode_prefix(query: str) -> tuple[Mode | None, str]:
+    """Split the mode prefix off a query: ``(Mode.OCR, rest)``, ``(Mode.CLIP, rest)`` or ``(None, query)``.
+
+    The one reader of the ``ocr:``/``clip:`` prefix (the SQL twin is ``immich_search.query_mode_v1``).
+    ``rest`` is NFKC-normalised when there was a prefix (NFKC turns a full-width colon into ``:``);
+    without one, ``query`` comes back unchanged.
+    """
+    normalised = unicodedata.normalize("NFKC", query or "")
+    prefix = _PREFIX.match(normalised)
+    if not prefix:
+        return None, query
+    return Mode(prefix.group(1).lower()), normalised[prefix.end() :]
+
+
 # The curly quotes a Chinese keyboard types count as quotes.
 _QUOTES = str.maketrans({"“": '"', "”": '"'})
 
@@ -76,14 +113,13 @@ def parse(query: str, default_mode: Mode = Mode.HYBRID) -> ParsedQuery:
         default_mode: the mode of a query without prefix.
 
     Returns:
-        The parsed query; a query with no usable term has ``terms == ()``.
+        The parsed query; a query with no usable term has ``terms == ()``. Only the first
+        :data:`MAX_QUERY_CHARS` characters (after NFKC) are read (``truncated`` says so).
     """
-    text = unicodedata.normalize("NFKC", query or "").translate(_QUOTES)
-    mode = default_mode
-    prefix = _PREFIX.match(text)
-    if prefix:
-        mode = Mode(prefix.group(1).lower())
-        text = text[prefix.end() :]
+    text, truncated = capped(query)
+    mode, text = mode_prefix(text)
+    mode = mode or default_mode
+    text = text.translate(_QUOTES)
     terms: list[Term] = []
     for match in _TERM.finditer(text):
         if match.group(2) is not None:
@@ -96,4 +132,4 @@ def parse(query: str, default_mode: Mode = Mode.HYBRID) -> ParsedQuery:
             continue
         terms.append(Term(word, negated=negated))
     clip_text = " ".join(term.text for term in terms if not term.negated)
-    return ParsedQuery(mode=mode, terms=tuple(terms), text=clip_text)
+    return ParsedQuery(mode=mode, terms=tuple(terms), text=clip_text, truncated=truncated)

@@ -26,10 +26,10 @@ from dataclasses import dataclass
 
 import httpx
 import tenacity
-from immich_search.sync.errors import PermanentJobError, RetryableJobError
-from immich_search.sync.sources import PreviewRequest
 
 from immich_search.errors import ConfigError
+from immich_search.sync.errors import PermanentJobError, RetryableJobError
+from immich_search.sync.sources import PreviewRequest
 
 log = logging.getLogger(__name__)
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import io
 import warnings
 
-from immich_search.sync.errors import PermanentJobError
 from PIL import Image, UnidentifiedImageError
+
+from immich_search.sync.errors import PermanentJobError
 
 MAX_PIXELS = 64_000_000
 """Largest image decoded (8000 x 8000). Immich's previews are 1440 px on the shorter side (about 3 MP

@@ -26,18 +26,18 @@ from typing import TypeVar
 
 import psycopg
 import tenacity
-from immich_search.sync.decode import decode_preview
-from immich_search.sync.discovery import discover
-from immich_search.sync.errors import JobError
-from immich_search.sync.queue import ClaimedJob, JobQueue
-from immich_search.sync.sources import MediaFileSource, PreviewRequest, PreviewSource
-from immich_search.sync.tasks import OcrTask, Task, ocr_row
 from PIL import Image
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from immich_search.errors import DatabaseUnavailableError
 from immich_search.ocr_engine import RapidOcrEngine
 from immich_search.sqlfiles import query
+from immich_search.sync.decode import decode_preview
+from immich_search.sync.discovery import discover
+from immich_search.sync.errors import JobError
+from immich_search.sync.queue import ClaimedJob, JobQueue
+from immich_search.sync.sources import MediaFileSource, PreviewRequest, PreviewSource
+from immich_search.sync.tasks import OcrTask, Task, ocr_row
 
 __all__ = [
     "DATABASE_ERRORS",

@@ -13,9 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Protocol
 
-from immich_search.sync.errors import PermanentJobError, RetryableJobError
-
 from immich_search.errors import ConfigError
+from immich_search.sync.errors import PermanentJobError, RetryableJobError
 
 IMMICH_MEDIA_LOCATIONS = ("/data", "/usr/src/app/upload")
 """Immich's media roots inside its container: current (v1.137+) and older releases."""
@@ -66,6 +65,25 @@ class MediaFileSource:
                 "Immich's UPLOAD_LOCATION (the folder holding thumbs/)"
             )
         self.prefixes = (immich_media_location,) if immich_media_location else IMMICH_MEDIA_LOCATIONS
+
+    def layout_warning(self) -> str | None:
+        """Return a warning when the media root does not look like Immich's (no ``thumbs/`` in it), else ``None``.
+
+        Immich keeps every preview under ``UPLOAD_LOCATION/thumbs/<user>/...``; a media root without that
+        folder (a parent or a sibling folder given by mistake) would fail every asset with "preview file not
+        found". When a folder inside the root has ``thumbs/``, the warning names it.
+        """
+        if (self.media_root / "thumbs").is_dir():
+            return None
+        try:
+            inside = sorted(child for child in self.media_root.iterdir() if (child / "thumbs").is_dir())
+        except OSError:
+            inside = []
+        hint = f"; did you mean --media-root {inside[0]}?" if inside else ""
+        return (
+            f"media root {self.media_root} has no thumbs/ folder, where Immich keeps the previews: every asset "
+            f"would fail with 'preview file not found'. Pass the host path of Immich's UPLOAD_LOCATION{hint}"
+        )
 
     def local_path(self, stored_path: str) -> Path:
         """Map a path stored by Immich to this host.

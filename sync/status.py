@@ -40,6 +40,58 @@ class TaskLag:
 
 
 @dataclass
+class LaterJobs:
+    """Jobs of one task that no worker may take yet, and when the first of them can run.
+
+    Attributes:
+        task: ``ocr`` | ``clip``.
+        reason: ``leased`` (held by a worker until its lease expires; a killed worker's jobs wait for
+            that) or ``backoff`` (waiting to be retried after a failure).
+        jobs: how many.
+        next_s: seconds until the first of them becomes runnable (>= 0).
+    """
+
+    task: str
+    reason: str
+    jobs: int
+    next_s: float
+
+
+def human_seconds(seconds: float | None) -> str:
+    """Format a duration for people: ``42 s``, ``7 min``, ``3.5 h``, ``2.0 d``; ``-`` for ``None``."""
+    if seconds is None:
+        return "-"
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 36 * 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} d"
+
+
+def later_jobs(conn: psycopg.Connection) -> list[LaterJobs]:
+    """Return the jobs that are neither runnable now nor finished, per task and reason (leased, backoff)."""
+    return [
+        LaterJobs(task, reason, int(jobs), float(next_s))
+        for task, reason, jobs, next_s in conn.execute(query("status_later"))
+    ]
+
+
+def describe_later(later: list[LaterJobs]) -> str:
+    """Say in one line what waits and when it runs, e.g. ``3 ocr jobs leased by a worker (the first lease
+    expires in 4 min), 2 clip jobs in retry backoff (the first is due in 42 s)``; empty when nothing waits."""
+    parts = []
+    for item in later:
+        when = human_seconds(item.next_s)
+        if item.reason == "leased":
+            parts.append(f"{item.jobs} {item.task} job(s) leased by a worker (the first lease expires in {when})")
+        else:
+            parts.append(f"{item.jobs} {item.task} job(s) in retry backoff (the first is due in {when})")
+    return ", ".join(parts)
+
+
+@dataclass
 class SyncStatus:
     """The answer of :func:`sync_status`.
 
@@ -52,7 +104,9 @@ class SyncStatus:
         workers: rows of ``immich_search.worker`` (id, host, pid, tasks, source, state, jobs_done,
             jobs_failed, started_at, heartbeat_at, silent_s, alive).
         recent_errors: the newest jobs with an error (asset_id, task, state, attempts, last_error, updated_at).
-        eta_s: seconds to clear what is queued and undiscovered at the recent rate (``None``: no rate).
+        eta_s: seconds to clear what is runnable and undiscovered at the recent rate (``None``: no rate,
+            or nothing is runnable while :attr:`later` jobs wait).
+        later: jobs not yet runnable (:class:`LaterJobs`: leased, or in retry backoff).
     """
 
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
@@ -63,6 +117,7 @@ class SyncStatus:
     workers: list[dict] = field(default_factory=list)
     recent_errors: list[dict] = field(default_factory=list)
     eta_s: float | None = None
+    later: list[LaterJobs] = field(default_factory=list)
 
     def as_json(self) -> dict:
         """Return the status as JSON-ready data (times as ISO 8601 strings)."""
@@ -123,9 +178,10 @@ def sync_status(conn: psycopg.Connection, *, errors: int = 10, alive_s: float = 
         {**dict(zip(columns, values, strict=True)), "asset_id": str(values[0])}
         for values in conn.execute(query("recent_errors"), {"limit": errors})
     ]
+    status.later = later_jobs(conn)
     backlog = sum(jobs for jobs, _ in status.waiting.values()) + sum(lag.undiscovered for lag in status.lag)
-    if status.per_second > 0:
+    if status.per_second > 0 and backlog > 0:
         status.eta_s = backlog / status.per_second
-    elif backlog == 0:
+    elif backlog == 0 and not status.later:
         status.eta_s = 0.0
     return status

@@ -13,8 +13,6 @@ from typing import Protocol
 
 import numpy as np
 import psycopg
-from immich_search.sync.errors import JobError, PermanentJobError, RetryableJobError
-from immich_search.sync.immich_ocr import IMMICH_OCR_MODEL, OCR_SOURCES, immich_ocr_available, immich_ocr_lines
 from pgvector import Vector
 from PIL import Image
 from psycopg_pool import ConnectionPool
@@ -22,6 +20,8 @@ from psycopg_pool import ConnectionPool
 from immich_search.errors import ConfigError
 from immich_search.ocr_engine import OcrLine, RapidOcrEngine
 from immich_search.sqlfiles import query
+from immich_search.sync.errors import JobError, PermanentJobError, RetryableJobError
+from immich_search.sync.immich_ocr import IMMICH_OCR_MODEL, OCR_SOURCES, immich_ocr_available, immich_ocr_lines
 from immich_search.tokens import TOKENIZER_VERSION, document_tokens, tsvector_literal
 
 log = logging.getLogger(__name__)
@@ -148,7 +148,7 @@ class OcrTask:
 
 
 class ImageEncoder(Protocol):
-    """What the clip task needs of a model (:class:`immich_search.clip_model.ClipModel` has it)."""
+    """What the clip task needs of a model (:class:`immich_search.runtime.model.ClipModel` has it)."""
 
     @property
     def name(self) -> str:

@@ -21,9 +21,9 @@ import time
 from collections.abc import Callable
 
 import psycopg
-from immich_search.sync.pipeline import DATABASE_ERRORS, SyncPipeline, SyncReport
 
 from immich_search.db import CONNECT_TIMEOUT_S
+from immich_search.sync.pipeline import DATABASE_ERRORS, SyncPipeline, SyncReport
 
 log = logging.getLogger(__name__)
 

@@ -27,6 +27,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from immich_search.db import open_pool
+from immich_search.errors import ConfigError, ImmichSearchError
 from immich_search.sync.api_source import ApiSource
 from immich_search.sync.discovery import discover
 from immich_search.sync.pipeline import DEFAULT_BATCH_SIZE, OutagePolicy, SyncPipeline, SyncReport
@@ -34,9 +36,6 @@ from immich_search.sync.queue import DEFAULT_LEASE_S, JobQueue
 from immich_search.sync.sources import MediaFileSource, PreviewSource
 from immich_search.sync.tasks import ClipTask, OcrTask, Task
 from immich_search.sync.watch import DEFAULT_INTERVAL_S, watch
-
-from immich_search.db import open_pool
-from immich_search.errors import ConfigError, ImmichSearchError
 
 log = logging.getLogger(__name__)
 
@@ -174,7 +173,7 @@ def build_tasks(spec: WorkerSpec, clip_model=None) -> tuple[list[Task], str | No
     tasks: list[Task] = [OcrTask(LazyEngine(engine_factory(spec)), source=spec.ocr_source)]
     why_not = None
     if clip_model is None and spec.clip is not False:
-        from immich_search.clip_options import load_clip_model
+        from immich_search.runtime.loading import load_clip_model
 
         model_dir = Path(spec.clip_model_dir) if spec.clip_model_dir else None
         clip_model, why_not = load_clip_model(spec.clip, model_dir, spec.clip_arch, "image")

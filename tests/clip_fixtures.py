@@ -45,8 +45,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from immich_search.clip_preprocess import CLIP_MEAN, CLIP_STD
-from immich_search.model_manifest import load_manifest
+from immich_search.runtime.manifest import load_manifest
+from immich_search.runtime.preprocess import CLIP_MEAN, CLIP_STD
 
 OPSET = 13  # cn-clip's exporter uses opset_version=13
 IR_VERSION = 8  # loadable by every onnxruntime >= 1.10

@@ -155,11 +155,10 @@ def indexed_corpus(server, migrated_template, ocr_engine, tmp_path_factory):
 
     Returns a dict with ``url``, ``user_id``, ``media_root``, ``report`` and ``names`` (asset id -> file).
     """
-    from immich_search.sync.pipeline import OcrSync
-    from immich_search.sync.sources import MediaFileSource
-
     from immich_search.db import open_pool
     from immich_search.demo import import_library
+    from immich_search.sync.pipeline import OcrSync
+    from immich_search.sync.sources import MediaFileSource
 
     images = sorted((corpus_dir() / "images").iterdir())
     if not images:

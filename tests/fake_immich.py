@@ -451,10 +451,9 @@ def add_asset(
     city: str | None = None,
 ) -> str:
     """Insert an asset with EXIF and its OCR row (as sync writes it, without running OCR); return its id."""
-    from immich_search.sync.pipeline import ocr_row
-
     from immich_search.ocr_engine import OcrLine
     from immich_search.sqlfiles import query
+    from immich_search.sync.pipeline import ocr_row
 
     asset_id = str(uuid.uuid4())
     conn.execute(

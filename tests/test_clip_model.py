@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from immich_search.clip_model import (
+from immich_search.errors import ConfigError, ImmichSearchError
+from immich_search.runtime.model import (
     ClipImageEncoder,
     ClipModel,
     ClipTextEncoder,
@@ -19,10 +20,8 @@ from immich_search.clip_model import (
     l2_normalise,
     text_signature,
 )
-from immich_search.clip_preprocess import CLIP_MEAN, CLIP_STD, preprocess_image, preprocess_images
-from immich_search.clip_tokenizer import ClipTokenizer
-from immich_search.errors import ConfigError, ImmichSearchError
-from immich_search.model_session import (
+from immich_search.runtime.preprocess import CLIP_MEAN, CLIP_STD, preprocess_image, preprocess_images
+from immich_search.runtime.session import (
     CPU_PROVIDER,
     BackendUnavailableError,
     ModelError,
@@ -32,6 +31,7 @@ from immich_search.model_session import (
     available_onnx_providers,
     default_onnx_providers,
 )
+from immich_search.runtime.tokenizer import ClipTokenizer
 from tests.clip_fixtures import CN_CLIP_IDS, TinyClip, write_corrupt_model, write_vocab
 
 CPU = [CPU_PROVIDER]
@@ -41,7 +41,7 @@ RED, GREEN, BLUE, GREY = (255, 0, 0), (0, 255, 0), (0, 0, 255), (128, 128, 128)
 @pytest.fixture(autouse=True)
 def no_installed_cn_clip(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests see only the vocabularies they write, even where cn_clip happens to be installed."""
-    monkeypatch.setattr("immich_search.clip_tokenizer.cn_clip_vocab_path", lambda: None)
+    monkeypatch.setattr("immich_search.runtime.tokenizer.cn_clip_vocab_path", lambda: None)
 
 
 @pytest.fixture(scope="module")

@@ -14,19 +14,19 @@ import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from immich_search.ranking.hybrid_search import SemanticSearchUnavailable, search
-from immich_search.ranking.query_language import Mode
-from immich_search.sync.pipeline import SyncPipeline
-from immich_search.sync.sources import MediaFileSource
-from immich_search.sync.tasks import ClipTask, OcrTask
 from pgvector import Vector
 from pgvector.psycopg import register_vector
 from PIL import Image
 
-from immich_search.clip_model import ClipModel
 from immich_search.db import open_pool
 from immich_search.demo import IMMICH_MEDIA_LOCATION, import_library
 from immich_search.ocr_engine import OcrLine
+from immich_search.ranking.hybrid_search import SemanticSearchUnavailable, search
+from immich_search.ranking.query_language import Mode
+from immich_search.runtime.model import ClipModel
+from immich_search.sync.pipeline import SyncPipeline
+from immich_search.sync.sources import MediaFileSource
+from immich_search.sync.tasks import ClipTask, OcrTask
 from tests.clip_fixtures import CN_CLIP_IDS, TinyClip
 from tests.conftest import scratch_database
 from tests.test_sync import plain_photo

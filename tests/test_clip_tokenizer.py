@@ -11,7 +11,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from immich_search.clip_tokenizer import (
+from immich_search.runtime.manifest import load_manifest
+from immich_search.runtime.session import ModelError
+from immich_search.runtime.tokenizer import (
     CONTEXT_LENGTH,
     ClipTokenizer,
     basic_tokenize,
@@ -19,8 +21,6 @@ from immich_search.clip_tokenizer import (
     find_vocab_file,
     load_vocab,
 )
-from immich_search.model_manifest import load_manifest
-from immich_search.model_session import ModelError
 from tests.clip_fixtures import CN_CLIP_IDS, VOCAB_SIZE, write_vocab
 
 
@@ -119,7 +119,7 @@ def test_load_vocab_errors(tmp_path: Path) -> None:
 
 
 def test_find_vocab_file_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("immich_search.clip_tokenizer.cn_clip_vocab_path", lambda: None)
+    monkeypatch.setattr("immich_search.runtime.tokenizer.cn_clip_vocab_path", lambda: None)
     folder, root = tmp_path / "ViT-B-16", tmp_path
     folder.mkdir()
     with pytest.raises(ModelError, match="vocab.txt not found") as error:

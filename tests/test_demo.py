@@ -69,6 +69,9 @@ def test_demo_indexes_generated_photos_and_is_idempotent(empty_db, tmp_path):
     else:
         assert "no CJK font found" in output
     assert "immich_search.search_ocr(" in output, "the psql hint is printed"
+    with psycopg.connect(empty_db) as conn:
+        workers = conn.execute("SELECT count(*) FROM immich_search.worker").fetchone()[0]
+    assert workers == 0, "the demo's sync removes its worker row: `status` must not show it as a silent worker"
 
     # A second run imports nothing new and indexes nothing again.
     again = demo(empty_db, workdir)

@@ -10,11 +10,11 @@ import re
 
 import psycopg
 import pytest
-from immich_search.ranking.ocr_search import SearchHit, search_ocr
 from psycopg import sql
 
 from immich_search import migrate
 from immich_search.db import open_pool
+from immich_search.ranking.ocr_search import SearchHit, search_ocr
 from immich_search.textfold import fold
 from immich_search.tokens import FUZZY_MIN_LENGTH, OCR_CONFUSIONS, WORD_CLASS
 from tests.conftest import scratch_database

@@ -5,6 +5,7 @@ from __future__ import annotations
 import doctest
 
 import pytest
+
 from immich_search.ranking import metrics
 from immich_search.ranking.metrics import evaluate, recall_at_k, reciprocal_rank
 

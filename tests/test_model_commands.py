@@ -15,9 +15,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from immich_search import model_commands
-from immich_search.errors import ConfigError
-from immich_search.model_commands import (
+from immich_search.commands import models as model_commands
+from immich_search.commands.models import (
     ExportError,
     export_variant,
     list_variants,
@@ -26,16 +25,17 @@ from immich_search.model_commands import (
     sha256_file,
     verify_variants,
 )
-from immich_search.model_manifest import load_manifest
-from immich_search.model_session import ModelError, OnnxSession
+from immich_search.errors import ConfigError
+from immich_search.runtime.manifest import load_manifest
+from immich_search.runtime.session import ModelError, OnnxSession
 from tests.clip_fixtures import VOCAB_SIZE, TinyClip, write_corrupt_model, write_vocab
 
 
 @pytest.fixture(autouse=True)
 def no_installed_cn_clip(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests see only the vocabularies they write, even where cn_clip happens to be installed."""
-    monkeypatch.setattr("immich_search.clip_tokenizer.cn_clip_vocab_path", lambda: None)
-    monkeypatch.setattr("immich_search.model_commands.cn_clip_vocab_path", lambda: None)
+    monkeypatch.setattr("immich_search.runtime.tokenizer.cn_clip_vocab_path", lambda: None)
+    monkeypatch.setattr("immich_search.commands.models.cn_clip_vocab_path", lambda: None)
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import platformdirs
 import pytest
 
 from immich_search.errors import ConfigError
-from immich_search.model_manifest import (
+from immich_search.runtime.manifest import (
     MODEL_DIR_ENV,
     _read_manifest_text,
     default_model_dir,
@@ -20,7 +20,7 @@ from immich_search.model_manifest import (
     present_precisions,
     variant_dir,
 )
-from immich_search.model_session import ModelError
+from immich_search.runtime.session import ModelError
 
 # From cn-clip: cn_clip/clip/utils.py (_MODELS, _MODEL_INFO) and cn_clip/clip/model_configs/*.json.
 CN_CLIP = {

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from immich_search.ranking.query_language import Mode, ParsedQuery, Term, parse
 
+from immich_search.ranking.query_language import Mode, ParsedQuery, Term, parse
 from tests.strategies import query_texts
 
 

@@ -8,12 +8,12 @@ import uuid
 
 import psycopg
 import pytest
-from immich_search.sync.pipeline import OcrSync
-from immich_search.sync.retokenize import line_texts, retokenize_outdated
-from immich_search.sync.sources import MediaFileSource
 
 from immich_search.db import open_pool
 from immich_search.demo import IMMICH_MEDIA_LOCATION
+from immich_search.sync.pipeline import OcrSync
+from immich_search.sync.retokenize import line_texts, retokenize_outdated
+from immich_search.sync.sources import MediaFileSource
 from immich_search.tokens import TOKENIZER_VERSION, document_tokens, tsvector_literal
 
 

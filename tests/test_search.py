@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 import psycopg
 import pytest
-from immich_search.ranking.ocr_search import SearchHit, search_ocr
 
 from immich_search.db import open_pool
+from immich_search.ranking.ocr_search import SearchHit, search_ocr
 from tests.conftest import scratch_database
 from tests.fake_immich import add_asset, add_four_users
 

@@ -7,10 +7,10 @@ recall@10 and MRR@10 over every query of ``queries.json``, each run as ``ocr:<qu
 from __future__ import annotations
 
 import pytest
-from immich_search.ranking.metrics import evaluate
-from immich_search.ranking.ocr_search import search_ocr
 
 from immich_search.db import open_pool
+from immich_search.ranking.metrics import evaluate
+from immich_search.ranking.ocr_search import search_ocr
 from tests.conftest import corpus_queries
 
 K = 10

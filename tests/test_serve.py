@@ -21,10 +21,10 @@ import httpx
 import psycopg
 import pytest
 from click.testing import CliRunner
-from immich_search.ranking.ocr_search import SearchHit, search_ocr
 
 from immich_search.cli import cli
 from immich_search.db import open_pool
+from immich_search.ranking.ocr_search import SearchHit, search_ocr
 from immich_search.serve import smart_search
 from immich_search.serve.app import ServeConfig, create_app
 from immich_search.serve.searchers import build_plain_searcher, ocr_searcher, with_statement_timeout

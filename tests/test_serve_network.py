@@ -13,11 +13,11 @@ import time
 import httpx
 import psycopg
 import pytest
-from immich_search.ranking.ocr_search import search_ocr
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from immich_search.db import open_pool
+from immich_search.ranking.ocr_search import search_ocr
 from immich_search.serve.app import ServeConfig, create_app
 from immich_search.serve.searchers import ocr_searcher
 from tests.conftest import scratch_database

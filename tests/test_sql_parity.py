@@ -13,16 +13,16 @@ import psycopg
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from immich_search.ranking.ocr_query import (
     MAX_SEGMENTED_RUN,
     build_ocr_query,
-    cjk_dictionary_sql,
     cjk_words,
     jieba_segmenter,
 )
 from immich_search.ranking.query_language import _SPACE, parse
-
 from immich_search.sqlfiles import read_sql
+from immich_search.sqlgen.tables import cjk_dictionary_sql
 from immich_search.textfold import fold
 from immich_search.tokens import (
     CJK_CLASS,

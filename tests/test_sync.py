@@ -9,17 +9,17 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from PIL import Image, ImageDraw, ImageFont
+
+from immich_search.db import open_pool
+from immich_search.demo import CJK_FONT_CANDIDATES, IMMICH_MEDIA_LOCATION, LATIN_FONT_CANDIDATES, import_library
+from immich_search.sqlfiles import query
 from immich_search.sync.decode import MAX_PIXELS, decode_preview
 from immich_search.sync.discovery import discover
 from immich_search.sync.errors import PermanentJobError, RetryableJobError
 from immich_search.sync.pipeline import OcrSync
 from immich_search.sync.queue import JobQueue
 from immich_search.sync.sources import MediaFileSource, PreviewRequest
-from PIL import Image, ImageDraw, ImageFont
-
-from immich_search.db import open_pool
-from immich_search.demo import CJK_FONT_CANDIDATES, IMMICH_MEDIA_LOCATION, LATIN_FONT_CANDIDATES, import_library
-from immich_search.sqlfiles import query
 from immich_search.tokens import TOKENIZER_VERSION
 
 # ---------------------------------------------------------------------------------------------------------

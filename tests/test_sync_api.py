@@ -5,16 +5,16 @@ from __future__ import annotations
 import psycopg
 import pytest
 from click.testing import CliRunner
-from immich_search.sync.api_source import ApiSource, normalise_base_url, split_api_keys
-from immich_search.sync.errors import PermanentJobError, RetryableJobError
-from immich_search.sync.pipeline import SyncPipeline
-from immich_search.sync.sources import MediaFileSource, PreviewRequest
-from immich_search.sync.tasks import OcrTask
 
 from immich_search.cli import cli
 from immich_search.db import open_pool
 from immich_search.demo import IMMICH_MEDIA_LOCATION, import_library
 from immich_search.errors import ConfigError
+from immich_search.sync.api_source import ApiSource, normalise_base_url, split_api_keys
+from immich_search.sync.errors import PermanentJobError, RetryableJobError
+from immich_search.sync.pipeline import SyncPipeline
+from immich_search.sync.sources import MediaFileSource, PreviewRequest
+from immich_search.sync.tasks import OcrTask
 from tests.fake_immich_sync import FakeImmichSync, serve
 from tests.sync_fakes import FakeEngine
 from tests.test_sync import assets_by_name, jobs_by_name, ocr_rows, plain_photo, preview_file, text_photo

@@ -12,7 +12,14 @@ import uuid
 import psycopg
 import pytest
 from click.testing import CliRunner
+from PIL import Image
+
+from immich_search.cli import cli
+from immich_search.db import open_pool
+from immich_search.demo import IMMICH_MEDIA_LOCATION, import_library
+from immich_search.errors import ConfigError
 from immich_search.ranking.ocr_search import search_ocr
+from immich_search.sqlfiles import query
 from immich_search.sync.decode import MAX_SIDE, decode_preview
 from immich_search.sync.discovery import DISCOVERY_LOCK_KEY, discover
 from immich_search.sync.errors import RetryableJobError
@@ -23,13 +30,6 @@ from immich_search.sync.status import sync_status
 from immich_search.sync.tasks import OcrTask
 from immich_search.sync.watch import CHANNEL, watch
 from immich_search.sync.workers import LazyEngine
-from PIL import Image
-
-from immich_search.cli import cli
-from immich_search.db import open_pool
-from immich_search.demo import IMMICH_MEDIA_LOCATION, import_library
-from immich_search.errors import ConfigError
-from immich_search.sqlfiles import query
 from tests.sync_fakes import ExplodingEngine, FakeEngine, pixel_text
 from tests.test_sync import assets_by_name, jobs_by_name, ocr_rows, plain_photo, preview_file, text_photo
 

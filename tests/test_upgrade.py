@@ -7,13 +7,13 @@ cursor, and the sync must carry on where it stopped (no repeated work).
 from __future__ import annotations
 
 import psycopg
-from immich_search.sync.discovery import discover
-from immich_search.sync.pipeline import ocr_row
 
 from immich_search import migrate
 from immich_search.db import open_pool
 from immich_search.ocr_engine import OcrLine
 from immich_search.sqlfiles import query
+from immich_search.sync.discovery import discover
+from immich_search.sync.pipeline import ocr_row
 
 FIRST_RELEASE = "0001"
 

@@ -14,13 +14,13 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from immich_search.sync.pipeline import OutagePolicy
-from immich_search.sync.queue import JobQueue
-from immich_search.sync.workers import WorkerSpec, run_sync
 from psycopg_pool import ConnectionPool
 
 from immich_search.db import open_pool
 from immich_search.errors import DatabaseUnavailableError
+from immich_search.sync.pipeline import OutagePolicy
+from immich_search.sync.queue import JobQueue
+from immich_search.sync.workers import WorkerSpec, run_sync
 from tests.sync_fakes import FakeEngine, TcpProxy
 from tests.test_sync import jobs_by_name
 from tests.test_sync_operations import library, make_pipeline, wait_until

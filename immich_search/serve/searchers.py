@@ -48,7 +48,7 @@ def ocr_searcher(pool) -> Callable[..., Sequence[Any]]:
 
 
 def hybrid_searcher(pool, search_function: Callable[..., Sequence[Any]], encoder=None) -> Callable[..., Sequence[Any]]:
-    """Return a searcher calling ``search_function`` (``hybrid_search.search``'s signature) with ``encoder``."""
+    """Return a searcher calling ``search_function`` (``hybrid_search.search_query``'s signature) with ``encoder``."""
 
     def search(text: str, user_id: str, *, limit: int, offset: int):
         return search_function(pool, text, user_id, limit=limit, offset=offset, include_locked=False, encoder=encoder)
@@ -68,7 +68,7 @@ def build_plain_searcher(
         pool: the database pool.
         plain_queries: ``"hybrid"``, ``"passthrough"``, or ``None`` for the default: hybrid when
             ``clip_model_dir`` is given, else passthrough.
-        clip_model_dir: the cn-clip model folder (:meth:`immich_search.clip_model.ClipModel.load`); the
+        clip_model_dir: the cn-clip model folder (:meth:`immich_search.runtime.model.ClipModel.load`); the
             text encoder is loaded now, so a wrong file fails at start-up. Without one, hybrid ranks plain
             queries by OCR text alone and ``clip:`` queries pass through.
         clip_arch: the cn-clip variant (default: the manifest's).
@@ -97,11 +97,11 @@ def build_plain_searcher(
         return None, f"passed through to Immich ({reason})"
     encoder = None
     if clip_model_dir is not None:
-        from immich_search.clip_model import ClipModel
+        from immich_search.runtime.model import ClipModel
 
         encoder = ClipModel.load(clip_model_dir, clip_arch)
         _ = encoder.text_encoder  # load now: a missing or broken file fails at start-up, with its path
         described = f"hybrid: OCR text and {encoder.name} ({encoder.precision})"
     else:
         described = "hybrid without a CLIP model: OCR text only"
-    return hybrid_searcher(pool, hybrid_search.search, encoder), described
+    return hybrid_searcher(pool, hybrid_search.search_query, encoder), described

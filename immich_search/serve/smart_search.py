@@ -22,13 +22,13 @@ import json
 import math
 import re
 import time
-import unicodedata
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from immich_search.ranking.query_language import mode_prefix
 from immich_search.serve.errors import BadRequest
 
 DEFAULT_PAGE_SIZE = 100
@@ -134,9 +134,6 @@ _DATE_FILTERS = {
 }
 _FLAG_FILTERS = ("isFavorite", "isOffline")
 
-_PREFIX = re.compile(r"^[ \t\n\r\f\v]*(ocr|clip)[ \t\n\r\f\v]*:[ \t\n\r\f\v]*", re.IGNORECASE | re.ASCII)
-"""The query language's mode prefix (:mod:`immich_search.ranking.query_language`)."""
-
 
 def _json_type(value: Any) -> str:
     if value is None:
@@ -241,15 +238,13 @@ def validate(body: Mapping[str, Any]) -> None:
 
 def query_mode(query: str) -> str:
     """Return ``"ocr"``, ``"clip"`` or ``"plain"``: the mode prefix of a (trimmed) search-bar query."""
-    prefix = _PREFIX.match(unicodedata.normalize("NFKC", query[:64]))
-    return prefix.group(1).lower() if prefix else "plain"
+    mode, _ = mode_prefix(query[:64])
+    return mode.value if mode else "plain"
 
 
 def strip_mode_prefix(query: str) -> str:
     """Return ``query`` without its ``ocr:``/``clip:`` prefix (NFKC-normalised when it had one)."""
-    normalised = unicodedata.normalize("NFKC", query)
-    prefix = _PREFIX.match(normalised)
-    return normalised[prefix.end() :] if prefix else query
+    return mode_prefix(query)[1]
 
 
 def passed_through_filters(body: Mapping[str, Any]) -> list[str]:

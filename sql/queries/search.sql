@@ -2,12 +2,12 @@
 
 -- name: search_ocr_tsquery
 SELECT asset_id, original_file_name, score, snippet
-FROM immich_search.search_ocr_tsquery(%(loose)s::tsquery, %(strict)s::tsquery, %(user_id)s::uuid,
-                                      %(k)s, %(offset)s, %(include_locked)s)
+FROM immich_search.search_ocr_tsquery_v2(%(loose)s::tsquery, %(strict)s::tsquery, %(user_id)s::uuid,
+                                         %(k)s, %(offset)s, %(include_locked)s)
 
 -- name: search_ocr_sql
 SELECT asset_id, original_file_name, score, snippet
-FROM immich_search.search_ocr(%(query)s, %(user_id)s::uuid, %(k)s, %(offset)s, %(include_locked)s)
+FROM immich_search.search_ocr_v3(%(query)s, %(user_id)s::uuid, %(k)s, %(offset)s, %(include_locked)s)
 
 -- name: find_user
 -- A user by id (as text) or e-mail, case-insensitively; Immich's deleted users excluded.
@@ -22,12 +22,19 @@ SELECT value FROM immich_search.setting WHERE key = 'clip_model'
 
 -- name: search_hybrid_tsquery
 SELECT asset_id, original_file_name, score, snippet, ocr_rank, clip_rank, ocr_score, clip_score
-FROM immich_search.search_hybrid_tsquery_v1(
+FROM immich_search.search_hybrid_tsquery_v2(
   %(loose)s::tsquery, %(strict)s::tsquery, %(vector)s::vector, %(user_id)s::uuid, %(k)s, %(offset)s,
   %(include_locked)s, %(fusion)s, %(ocr_weight)s::real, %(clip_weight)s::real, %(candidates)s)
 
 -- name: search_hybrid_sql
 SELECT asset_id, original_file_name, score, snippet, ocr_rank, clip_rank, ocr_score, clip_score
-FROM immich_search.search(%(query)s, %(vector)s::vector, %(user_id)s::uuid, %(k)s, %(offset)s,
-                          %(include_locked)s, %(fusion)s, %(ocr_weight)s::real, %(clip_weight)s::real,
-                          %(candidates)s)
+FROM immich_search.search_v2(%(query)s, %(vector)s::vector, %(user_id)s::uuid, %(k)s, %(offset)s,
+                             %(include_locked)s, %(fusion)s, %(ocr_weight)s::real, %(clip_weight)s::real,
+                             %(candidates)s)
+
+-- name: has_schema_revision
+-- Whether alembic's version table is there (in our schema): never migrated when not.
+SELECT to_regclass('immich_search.alembic_version') IS NOT NULL
+
+-- name: schema_revision
+SELECT version_num FROM immich_search.alembic_version

@@ -211,11 +211,23 @@ FROM immich_search.job
 WHERE state IN ('done', 'failed') AND updated_at > now() - interval '1 hour'
 
 -- name: status_waiting
--- Runnable jobs per task and how long the oldest has waited.
+-- Runnable jobs per task (pending and due, or leased by a worker whose lease has expired: claim_jobs takes
+-- those over) and how long the oldest has waited.
 SELECT task, count(*) AS jobs, extract(epoch FROM now() - min(updated_at))::float8 AS oldest_s
 FROM immich_search.job
-WHERE state = 'pending' AND run_after <= now()
+WHERE (state = 'pending' AND run_after <= now()) OR (state = 'running' AND lease_expires_at < now())
 GROUP BY task ORDER BY task
+
+-- name: status_later
+-- Jobs no worker may take yet, per task and reason: 'leased' (a worker holds them until its lease
+-- expires; a killed worker's jobs wait for that) or 'backoff' (a retry after a failure, at run_after);
+-- with the seconds until the first of them becomes runnable.
+SELECT task, CASE WHEN state = 'running' THEN 'leased' ELSE 'backoff' END AS reason, count(*) AS jobs,
+       greatest(extract(epoch FROM min(CASE WHEN state = 'running' THEN lease_expires_at ELSE run_after END)
+                                   - now()), 0)::float8 AS next_s
+FROM immich_search.job
+WHERE (state = 'pending' AND run_after > now()) OR (state = 'running' AND lease_expires_at >= now())
+GROUP BY 1, 2 ORDER BY 1, 2
 
 -- name: status_cursors
 SELECT name, update_id, immich_search.uuid_v7_time_v1(update_id) AS cursor_time, updated_at

@@ -6,11 +6,14 @@ from pathlib import Path
 
 import click
 
+from immich_search.commands.common import CONTEXT_SETTINGS, Settings, pass_settings, require_migrated
+from immich_search.commands.options import clip_arch_option, model_dir_option
+
 WARM_UP_USER = "00000000-0000-0000-0000-000000000000"
 """A user id that sees nothing: the warm-up search loads jieba's dictionary and checks our SQL functions."""
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.command(context_settings=CONTEXT_SETTINGS)
 @click.option(
     "--immich-url",
     envvar="IMMICH_URL",
@@ -24,12 +27,11 @@ WARM_UP_USER = "00000000-0000-0000-0000-000000000000"
     type=click.Choice(["hybrid", "passthrough"]),
     help="Who answers queries without ocr: (default: hybrid with --clip-model-dir, else Immich).",
 )
-@click.option(
-    "--clip-model-dir",
-    type=click.Path(file_okay=False, path_type=Path),
+@model_dir_option(
+    read_env=False,
     help="Folder of the cn-clip ONNX models for plain and clip: queries (see `immich-search models list`).",
 )
-@click.option("--clip-arch", metavar="ARCH", help="cn-clip variant in --clip-model-dir (default ViT-B-16).")
+@clip_arch_option(read_env=False)
 @click.option(
     "--timeout",
     default=30.0,
@@ -45,9 +47,9 @@ WARM_UP_USER = "00000000-0000-0000-0000-000000000000"
     help="How long Immich's answer to /api/users/me is reused per credential (0: ask every time).",
 )
 @click.option("--db-pool-size", default=8, show_default=True, type=click.IntRange(1, 100), help="Database connections.")
-@click.pass_obj
+@pass_settings
 def serve(
-    settings,
+    settings: Settings,
     immich_url: str | None,
     host: str,
     port: int,
@@ -75,7 +77,6 @@ def serve(
     """
     import uvicorn
 
-    from immich_search.cli import _require_migrated
     from immich_search.db import open_pool
     from immich_search.errors import ImmichSearchError
     from immich_search.ranking.ocr_search import search_ocr
@@ -94,7 +95,7 @@ def serve(
         raise click.BadParameter(str(exc), param_hint="--immich-url") from exc
     config = ServeConfig(immich_url=immich_url, timeout=timeout, auth_cache_seconds=auth_cache_seconds)
     url = settings.resolve_url()
-    _require_migrated(url)
+    require_migrated(url)
     with open_pool(with_statement_timeout(url, timeout), max_size=db_pool_size) as pool:
         try:
             plain, plain_described = build_plain_searcher(pool, plain_queries, clip_model_dir, clip_arch)

@@ -15,7 +15,7 @@ Outputs are divided by their L2 norm (as cn-clip's deployment guide does before 
 cosine similarity is a dot product; pgvector's ``<=>`` on them is ``1 - cosine``.
 
 :class:`ClipModel` puts a variant's two encoders and the tokenizer together from a model directory laid
-out as :mod:`immich_search.model_manifest` describes; each encoder is loaded on first use (a search needs
+out as :mod:`immich_search.runtime.manifest` describes; each encoder is loaded on first use (a search needs
 only the text model, sync only the image model).
 """
 
@@ -29,22 +29,22 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from immich_search.clip_preprocess import preprocess_images
-from immich_search.clip_tokenizer import ClipTokenizer, find_vocab_file
-from immich_search.model_manifest import (
+from immich_search.runtime.manifest import (
     ModelVariant,
     default_model_dir,
     load_manifest,
     present_precisions,
     variant_dir,
 )
-from immich_search.model_session import (
+from immich_search.runtime.preprocess import preprocess_images
+from immich_search.runtime.session import (
     ModelError,
     OnnxSession,
     Session,
     TensorSpec,
     default_onnx_providers,
 )
+from immich_search.runtime.tokenizer import ClipTokenizer, find_vocab_file
 
 IMAGE_INPUT = "image"
 IMAGE_OUTPUT = "unnorm_image_features"
@@ -176,7 +176,7 @@ class ClipImageEncoder(_Encoder):
     """cn-clip's image encoder: PIL images -> L2-normalised float32 features ``[n, d]``.
 
     Args:
-        session: a loaded model (:class:`~immich_search.model_session.OnnxSession` or ``RknnSession``)
+        session: a loaded model (:class:`~immich_search.runtime.session.OnnxSession` or ``RknnSession``)
             with one input ``image`` float32 ``[1 or dynamic, 3, S, S]`` and an output
             ``unnorm_image_features`` float32 (or float16) ``[batch, d]``.
         image_size: ``S`` in pixels; default taken from the model's input shape (required when the
@@ -229,7 +229,7 @@ class ClipImageEncoder(_Encoder):
         return cls(OnnxSession(path, providers), image_size=image_size, embed_dim=embed_dim)
 
     def preprocess(self, images: Sequence[Image.Image]) -> np.ndarray:
-        """Return the model input for ``images``: float32 ``[n, 3, S, S]`` (see :mod:`clip_preprocess`).
+        """Return the model input for ``images``: float32 ``[n, 3, S, S]`` (see :mod:`..runtime.preprocess`).
 
         Separate from :meth:`encode_pixels` so that decoding threads can prepare batches while another
         thread runs the model. Raises ``OSError`` for an image PIL cannot decode.
@@ -378,13 +378,13 @@ class ClipModel:
         """Locate a variant's files; nothing is loaded into memory yet.
 
         Args:
-            model_dir: the model directory; default :func:`~immich_search.model_manifest.default_model_dir`.
+            model_dir: the model directory; default :func:`~immich_search.runtime.manifest.default_model_dir`.
             arch: cn-clip architecture (``ViT-B-16``...); default the manifest's default.
             precision: ``fp32`` or ``fp16``; default the first present in the manifest's order (fp32
                 first: it loads everywhere, while fp16 exports made with torch 2 may not).
             providers: onnxruntime providers; default CUDA when available, then CPU.
             vocab_path: cn-clip's vocab.txt; default found by
-                :func:`~immich_search.clip_tokenizer.find_vocab_file`.
+                :func:`~immich_search.runtime.tokenizer.find_vocab_file`.
             max_batch: items per call for models with a dynamic batch axis.
             threads: onnxruntime intra-op threads per model; default onnxruntime's (one per core).
 

@@ -28,7 +28,7 @@ from typing import Any
 import platformdirs
 
 from immich_search.errors import ConfigError
-from immich_search.model_session import ModelError
+from immich_search.runtime.session import ModelError
 
 MODEL_DIR_ENV = "IMMICH_SEARCH_MODEL_DIR"
 """Environment variable that overrides the default model directory."""

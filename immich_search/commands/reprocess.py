@@ -9,9 +9,9 @@ from pathlib import Path
 import click
 from rich.table import Table
 
+from immich_search.commands.common import Settings, console, err_console, pass_settings, require_migrated
+from immich_search.commands.options import clip_model_location, ocr_source_option, preview_source_options
 from immich_search.errors import ConfigError
-from immich_search.model_manifest import MODEL_DIR_ENV
-from immich_search.sync_options import ocr_source_option, preview_source_options
 
 
 def parse_asset_ids(values: tuple[str, ...]) -> list[str]:
@@ -42,18 +42,10 @@ def parse_asset_ids(values: tuple[str, ...]) -> list[str]:
 )
 @preview_source_options
 @ocr_source_option("rapidocr")
-@click.option(
-    "--clip-model-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    envvar=MODEL_DIR_ENV,
-    help=f"Folder of the cn-clip ONNX models (env {MODEL_DIR_ENV}).",
-)
-@click.option(
-    "--clip-arch", metavar="ARCH", envvar="IMMICH_SEARCH_CLIP_ARCH", help="cn-clip variant (default ViT-B-16)."
-)
-@click.pass_obj
+@clip_model_location
+@pass_settings
 def reprocess(
-    settings,
+    settings: Settings,
     asset_ids: tuple[str, ...],
     want_ocr: bool,
     want_clip: bool,
@@ -81,7 +73,6 @@ def reprocess(
       immich-search reprocess 6f1c2a43-3b5e-4a8e-9a0c-2d4f5e6a7b8c --clip --clip-model-dir /models
       immich-search reprocess 6f1c2a43-3b5e-4a8e-9a0c-2d4f5e6a7b8c --queue-only
     """
-    from immich_search.cli import _require_migrated, console, err_console
     from immich_search.db import open_pool
     from immich_search.sqlfiles import query
     from immich_search.sync.api_source import split_api_keys
@@ -89,7 +80,7 @@ def reprocess(
 
     ids = parse_asset_ids(asset_ids)
     url = settings.resolve_url()
-    _require_migrated(url)
+    require_migrated(url)
     with open_pool(url) as pool:
         with pool.connection() as conn:
             found = {str(row[0]) for row in conn.execute(query("existing_assets"), {"asset_ids": ids})}

@@ -20,10 +20,9 @@ from pathlib import Path
 import click
 from PIL import Image
 
-from immich_search.clip_model import ClipImageEncoder, ClipTextEncoder
-from immich_search.clip_tokenizer import ClipTokenizer, cn_clip_vocab_path, find_vocab_file, load_vocab
+from immich_search.commands.options import model_dir_option
 from immich_search.errors import ConfigError, ImmichSearchError
-from immich_search.model_manifest import (
+from immich_search.runtime.manifest import (
     ROLES,
     ModelVariant,
     default_model_dir,
@@ -31,7 +30,9 @@ from immich_search.model_manifest import (
     present_precisions,
     variant_dir,
 )
-from immich_search.model_session import CPU_PROVIDER, ModelError, OnnxSession
+from immich_search.runtime.model import ClipImageEncoder, ClipTextEncoder
+from immich_search.runtime.session import CPU_PROVIDER, ModelError, OnnxSession
+from immich_search.runtime.tokenizer import ClipTokenizer, cn_clip_vocab_path, find_vocab_file, load_vocab
 
 EXPORT_MODULES = ("cn_clip", "torch", "onnx", "onnxmltools")
 """Modules cn-clip's exporter (``cn_clip/deploy/pytorch_to_onnx.py``) imports."""
@@ -149,7 +150,7 @@ class VerifyReport:
 def list_variants(model_dir: str | os.PathLike[str] | None = None) -> list[VariantStatus]:
     """Return every manifest variant with the precisions installed under ``model_dir``.
 
-    ``model_dir`` defaults to :func:`~immich_search.model_manifest.default_model_dir`; it need not exist.
+    ``model_dir`` defaults to :func:`~immich_search.runtime.manifest.default_model_dir`; it need not exist.
     """
     root = Path(model_dir) if model_dir is not None else default_model_dir()
     result = []
@@ -254,11 +255,11 @@ def verify_variants(
     """Verify installed models: files present, checksums where known, vocabulary, signatures, a test run.
 
     Args:
-        model_dir: the model directory (default :func:`~immich_search.model_manifest.default_model_dir`).
+        model_dir: the model directory (default :func:`~immich_search.runtime.manifest.default_model_dir`).
         arch: the variant to check; default every variant with files present.
         precision: ``fp32`` or ``fp16``; default every precision present (the first one when none is).
         vocab_path: cn-clip's vocab.txt; default found as
-            :func:`~immich_search.clip_tokenizer.find_vocab_file`.
+            :func:`~immich_search.runtime.tokenizer.find_vocab_file`.
         run_models: also load each model with onnxruntime on the CPU, check its inputs and outputs
             against the manifest, and encode one grey image and one short text.
 
@@ -350,7 +351,7 @@ def export_variant(
         checkpoint: the ``.pt`` file (cn-clip's pretrained ``clip_cn_*.pt`` or a fine-tuned one).
         output_dir: where the files go; default ``<model_dir>/<arch>``.
         model_dir: the model directory for the default output (default
-            :func:`~immich_search.model_manifest.default_model_dir`).
+            :func:`~immich_search.runtime.manifest.default_model_dir`).
 
     Returns:
         The files written (see :class:`ExportResult`).
@@ -448,7 +449,7 @@ def models() -> None:
 
 
 @models.command(name="list")
-@click.option("--model-dir", type=click.Path(file_okay=False, path_type=Path), help=_MODEL_DIR_HELP)
+@model_dir_option("--model-dir", help=_MODEL_DIR_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def list_command(model_dir: Path | None, as_json: bool) -> None:
     """List the cn-clip variants and which are installed in the model directory.
@@ -494,7 +495,7 @@ def list_command(model_dir: Path | None, as_json: bool) -> None:
 
 
 @models.command(name="verify")
-@click.option("--model-dir", type=click.Path(file_okay=False, path_type=Path), help=_MODEL_DIR_HELP)
+@model_dir_option("--model-dir", help=_MODEL_DIR_HELP)
 @click.option(
     "--arch",
     metavar="ARCH",
@@ -553,7 +554,7 @@ def verify_command(
     type=click.Path(file_okay=False, path_type=Path),
     help="Output folder [default: <model dir>/<arch>].",
 )
-@click.option("--model-dir", type=click.Path(file_okay=False, path_type=Path), help=_MODEL_DIR_HELP)
+@model_dir_option("--model-dir", help=_MODEL_DIR_HELP)
 def export_command(arch: str, checkpoint: Path, output: Path | None, model_dir: Path | None) -> None:
     """Export a cn-clip checkpoint to ONNX (fp32 and fp16) with cn-clip's own exporter.
 

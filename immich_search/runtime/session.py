@@ -1,7 +1,7 @@
 """Where a model runs: a session wraps one inference backend behind the same small interface.
 
 As in Immich's machine-learning service (``immich_ml``), a model says *what* to compute (its inputs,
-outputs, pre- and post-processing; see :mod:`immich_search.clip_model`) and a session says *where*:
+outputs, pre- and post-processing; see :mod:`immich_search.runtime.model`) and a session says *where*:
 
 * :class:`OnnxSession`: onnxruntime on the CPU, or CUDA when onnxruntime reports the CUDA execution
   provider (the ``onnxruntime-gpu`` build); providers are configurable.

@@ -8,23 +8,12 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-
-def human_seconds(seconds: float | None) -> str:
-    """Format a duration for people: ``42 s``, ``7 min``, ``3.5 h``, ``2.0 d``; ``-`` for ``None``."""
-    if seconds is None:
-        return "-"
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 90 * 60:
-        return f"{seconds / 60:.0f} min"
-    if seconds < 36 * 3600:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 86400:.1f} d"
+from immich_search.commands.common import Settings, console, pass_settings, require_migrated
 
 
 def print_status(status, out: Console) -> None:
     """Print a :class:`~immich_search.sync.status.SyncStatus` as tables on ``out``."""
-    from immich_search.sync.status import STATES, UNDISCOVERED_CAP
+    from immich_search.sync.status import STATES, UNDISCOVERED_CAP, describe_later, human_seconds
 
     jobs = Table("task", *STATES, "runnable now", "oldest waiting", title="jobs")
     for task in sorted(set(status.counts) | set(status.waiting)):
@@ -45,10 +34,15 @@ def print_status(status, out: Console) -> None:
 
     rate = status.throughput
     eta = "" if status.eta_s is None else f"; the backlog clears in about {human_seconds(status.eta_s)}"
+    if status.eta_s is None and not any(jobs for jobs, _ in status.waiting.values()) and status.later:
+        eta = "; nothing is runnable now"
     out.print(
         f"throughput: {rate.get('last_minute', 0)} jobs in the last minute, {rate.get('last_10_minutes', 0)} in "
         f"10 minutes ({status.per_second:.2f}/s), {rate.get('last_hour', 0)} in the last hour{eta}"
     )
+
+    if status.later:
+        out.print(f"waiting: {describe_later(status.later)}")
 
     if status.workers:
         workers = Table("worker", "source", "tasks", "state", "done", "failed", "last heartbeat", title="workers")
@@ -81,8 +75,8 @@ def print_status(status, out: Console) -> None:
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
 @click.option("--errors", default=10, show_default=True, type=click.IntRange(0, 1000), help="Recent errors to list.")
-@click.pass_obj
-def status(settings, as_json: bool, errors: int) -> None:
+@pass_settings
+def status(settings: Settings, as_json: bool, errors: int) -> None:
     """Show where the sync stands: jobs by task and state, how far behind Immich, throughput, workers, errors.
 
     "Behind Immich" counts the photos Immich changed that discovery has not queued yet, and how old the
@@ -94,12 +88,11 @@ def status(settings, as_json: bool, errors: int) -> None:
       immich-search status
       immich-search status --json --errors 50
     """
-    from immich_search.cli import _require_migrated, console
     from immich_search.db import connect
     from immich_search.sync.status import sync_status
 
     url = settings.resolve_url()
-    _require_migrated(url)
+    require_migrated(url)
     with connect(url) as conn:
         result = sync_status(conn, errors=errors)
     if as_json:

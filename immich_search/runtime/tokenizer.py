@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from immich_search.model_session import ModelError
+from immich_search.runtime.session import ModelError
 
 CONTEXT_LENGTH = 52
 """Padded token count of every cn-clip text model, ``[CLS]`` and ``[SEP]`` included (cn-clip's
