@@ -22,6 +22,7 @@ import pytest
 
 from immich_search import immich_rows, migrate
 from immich_search.demo import import_library
+from immich_search.doctor import REQUIRED_COLUMNS
 from tests.conftest import REAL_SCHEMA, can_load_real_schema, load_real_schema, load_subset_schema, scratch_database
 from tests.fake_immich import add_asset, add_four_users
 from tools.immich_schema import subset
@@ -86,6 +87,13 @@ def test_every_dependency_is_a_real_column():
     ]
     assert not missing, f"DEPENDS_ON names columns Immich v3.1.0 does not have: {missing}"
     assert {"person", "asset_face", "face_search"} <= set(subset.DEPENDS_ON)
+    checked_by_doctor = [
+        f"{table}.{column}"
+        for table, columns in REQUIRED_COLUMNS.items()
+        for column in columns
+        if column not in subset.DEPENDS_ON.get(table, ())
+    ]
+    assert not checked_by_doctor, f"doctor requires columns missing from DEPENDS_ON: {checked_by_doctor}"
 
 
 def sql_texts() -> list[tuple[str, str]]:
