@@ -201,7 +201,8 @@ def build_library(admin_url: str, size: int, uniform: bool, console) -> dict:
             ids = [uuid.uuid4() for _ in range(begin, end)]
             vectors = unit_vectors(rng, end - begin, centres)
             with conn.cursor().copy(
-                'COPY public.asset (id, "ownerId", type, "originalPath", "originalFileName", checksum, visibility, '
+                'COPY public.asset (id, "ownerId", type, "originalPath", "originalFileName", checksum, '
+                '"checksumAlgorithm", "fileCreatedAt", "fileModifiedAt", "localDateTime", visibility, status, '
                 '"deletedAt") FROM STDIN'
             ) as copy:
                 for offset, asset_id in enumerate(ids):
@@ -213,8 +214,13 @@ def build_library(admin_url: str, size: int, uniform: bool, console) -> dict:
                             "IMAGE",
                             f"/data/{i}.jpg",
                             f"{i}.jpg",
-                            i.to_bytes(8, "big"),
+                            i.to_bytes(20, "big"),
+                            "sha1",
+                            "2025-06-01",
+                            "2025-06-01",
+                            "2025-06-01",
                             visibility[i],
+                            "trashed" if trashed[i] else "active",
                             "2026-01-01" if trashed[i] else None,
                         )
                     )

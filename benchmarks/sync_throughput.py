@@ -112,8 +112,9 @@ def import_repeated(url: str, images: list[Path], count: int, media_root: Path, 
             ids.append(asset_id)
         with conn.cursor() as cur:
             cur.executemany(
-                'INSERT INTO public.asset (id, "ownerId", type, "originalPath", "originalFileName", checksum) '
-                "VALUES (%s, %s, 'IMAGE', %s, %s, %s)",
+                'INSERT INTO public.asset (id, "ownerId", type, "originalPath", "originalFileName", checksum, '
+                '"checksumAlgorithm", "fileCreatedAt", "fileModifiedAt", "localDateTime") '
+                "VALUES (%s, %s, 'IMAGE', %s, %s, %s, 'sha1', now(), now(), now())",
                 [row[:5] for row in rows],
             )
             cur.executemany(

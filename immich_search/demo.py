@@ -15,6 +15,7 @@ import json
 import shutil
 import uuid
 from collections import Counter
+from datetime import datetime, timezone
 from pathlib import Path
 
 import platformdirs
@@ -23,7 +24,7 @@ from PIL import Image, ImageDraw, ImageFont, ImageOps
 from rich.console import Console
 from rich.progress import Progress
 
-from immich_search import migrate
+from immich_search import immich_rows, migrate
 from immich_search.db import connect, open_pool
 from immich_search.ranking.ocr_search import search_ocr
 from immich_search.sqlfiles import read_sql
@@ -143,19 +144,11 @@ def import_library(url: str, photos: list[Path], media_root: Path, email: str = 
     Photos already imported (same owner and checksum, Immich's own unique key) are skipped.
     """
     with connect(url) as conn:
-        row = conn.execute(
-            'INSERT INTO public."user" (email, name) VALUES (%s, %s) ON CONFLICT (email) DO UPDATE SET name = '
-            "excluded.name RETURNING id",
-            (email, "Demo"),
-        ).fetchone()
-        user_id = str(row[0])
+        user_id = immich_rows.upsert_user(conn, email, "Demo")
         for path in photos:
             data = path.read_bytes()
             checksum = hashlib.sha1(data).digest()
-            exists = conn.execute(
-                'SELECT 1 FROM public.asset WHERE "ownerId" = %s AND checksum = %s', (user_id, checksum)
-            ).fetchone()
-            if exists:
+            if immich_rows.asset_by_checksum(conn, user_id, checksum):
                 continue
             asset_id = str(uuid.uuid4())
             shard = f"{user_id}/{asset_id[:2]}/{asset_id[2:4]}"
@@ -165,16 +158,19 @@ def import_library(url: str, photos: list[Path], media_root: Path, email: str = 
                 target = media_root / relative
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_bytes(content)
-            conn.execute(
-                'INSERT INTO public.asset (id, "ownerId", type, "originalPath", "originalFileName", checksum) '
-                "VALUES (%s, %s, 'IMAGE', %s, %s, %s)",
-                (asset_id, user_id, f"{IMMICH_MEDIA_LOCATION}/{original}", path.name, checksum),
+            # Immich's upload takes the file's dates from the client; the file's modification time here.
+            modified = datetime.fromtimestamp(path.stat().st_mtime, tz=timezone.utc)
+            immich_rows.insert_asset(
+                conn,
+                user_id,
+                f"{IMMICH_MEDIA_LOCATION}/{original}",
+                path.name,
+                checksum,
+                asset_id=asset_id,
+                taken_at=modified,
             )
-            conn.execute(
-                "INSERT INTO public.asset_file (\"assetId\", type, path) VALUES (%s, 'preview', %s)",
-                (asset_id, f"{IMMICH_MEDIA_LOCATION}/{preview}"),
-            )
-            conn.execute('INSERT INTO public.asset_exif ("assetId") VALUES (%s)', (asset_id,))
+            immich_rows.insert_preview(conn, asset_id, f"{IMMICH_MEDIA_LOCATION}/{preview}")
+            immich_rows.insert_exif(conn, asset_id, file_size=len(data))
         conn.commit()
     return user_id
 

@@ -6,8 +6,10 @@
 * ``real_immich`` (tests marked ``real_immich``): Immich v3.1's own server with its own database, from
   ``../shared/real-immich`` (tests/real_immich.py); skipped when unconfigured, a failure in CI.
 
-Each test gets a fresh database cloned from a template that already holds Immich's schema subset and
-our migrations (procrastinate's pattern), so tests are isolated and fast.
+Each test gets a fresh database cloned from a template that already holds Immich's schema and our
+migrations (procrastinate's pattern), so tests are isolated and fast. Immich's schema is its real one
+(``tools/immich_schema/schema-v3.1.0.sql``, the pg_dump of a database Immich v3.1.0 migrated) on a server
+with the contrib modules it needs (pg15), else the subset generated from it (``sql/immich/v3_1_subset.sql``).
 """
 
 from __future__ import annotations
@@ -29,6 +31,10 @@ from immich_search import migrate
 from immich_search.sqlfiles import read_sql
 
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus" / "dev"
+REAL_SCHEMA = Path(__file__).resolve().parents[1] / "tools" / "immich_schema" / "schema-v3.1.0.sql"
+"""Immich v3.1.0's schema as pg_dump wrote it from a database Immich migrated itself."""
+REAL_SCHEMA_EXTENSIONS = ("uuid-ossp", "unaccent", "cube", "earthdistance", "pg_trgm", "vector")
+"""The extensions Immich v3.1.0 creates before its migrations (all in public); the dump needs them."""
 SERVERS = ["embedded", "pg15"]
 RUN = uuid.uuid4().hex[:8]
 """Suffix of this test session's template databases: two sessions sharing a server never collide."""
@@ -100,20 +106,46 @@ def scratch_database(admin_url: str, template: str | None = None) -> Iterator[st
         drop_database(admin_url, name)
 
 
-@pytest.fixture(scope="session")
-def immich_template(server) -> str:
-    """Name of a template database holding Immich's schema subset (not migrated)."""
-    name = f"tmpl_immich_{RUN}"
-    url = create_database(server, name)
+def can_load_real_schema(url: str) -> bool:
+    """Whether the server at ``url`` has every extension Immich's real schema needs."""
+    with psycopg.connect(url) as conn:
+        available = {row[0] for row in conn.execute("SELECT name FROM pg_available_extensions")}
+    return set(REAL_SCHEMA_EXTENSIONS) <= available
+
+
+def load_real_schema(url: str) -> None:
+    """Load Immich v3.1.0's real schema into the empty database at ``url`` (as Immich's own setup does:
+    its extensions first, then its objects; the dump's ``CREATE SCHEMA public`` is left out, public exists)."""
+    text = REAL_SCHEMA.read_text(encoding="utf-8").replace("\nCREATE SCHEMA public;\n", "\n")
+    with psycopg.connect(url, autocommit=True) as conn:
+        for extension in REAL_SCHEMA_EXTENSIONS:
+            conn.execute(f'CREATE EXTENSION IF NOT EXISTS "{extension}" SCHEMA public')
+        conn.execute(text)
+
+
+def load_subset_schema(url: str) -> None:
+    """Load the subset of Immich's schema that the embedded server can hold into the database at ``url``."""
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(read_sql("immich/v3_1_subset.sql"))
+
+
+@pytest.fixture(scope="session")
+def immich_template(server) -> str:
+    """Name of a template database holding Immich's schema (not migrated): the real one where the server
+    can load it, else the generated subset."""
+    name = f"tmpl_immich_{RUN}"
+    url = create_database(server, name)
+    if can_load_real_schema(server):
+        load_real_schema(url)
+    else:
+        load_subset_schema(url)
     yield name
     drop_database(server, name)
 
 
 @pytest.fixture(scope="session")
 def migrated_template(server, immich_template) -> str:
-    """Name of a template database holding Immich's schema subset plus our migrations at head."""
+    """Name of a template database holding Immich's schema plus our migrations at head."""
     name = f"tmpl_migrated_{RUN}"
     url = create_database(server, name, template=immich_template)
     migrate.upgrade(url)

@@ -35,7 +35,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import timezone
+from datetime import datetime, timedelta, timezone
 
 import psycopg
 import uvicorn
@@ -44,6 +44,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from immich_search import immich_rows
 
 MIB = 1024 * 1024
 PATTERN = bytes(i % 251 for i in range(251 * 264))  # a 64 KiB chunk from any offset below 251
@@ -422,18 +424,15 @@ class FakeImmich:
 
 def add_user(conn, email: str) -> str:
     """Insert an Immich user; return its id."""
-    return str(conn.execute('INSERT INTO public."user" (email) VALUES (%s) RETURNING id', (email,)).fetchone()[0])
+    return immich_rows.upsert_user(conn, email)
 
 
 def add_four_users(conn) -> dict[str, str]:
     """alice, bob, carol and dave (user ids by name): bob shares with alice in her timeline, carol shares with
     alice but not in her timeline, dave shares nothing."""
     users = {who: add_user(conn, f"{who}@example.com") for who in ("alice", "bob", "carol", "dave")}
-    conn.execute(
-        'INSERT INTO public.partner ("sharedById", "sharedWithId", "inTimeline") VALUES (%s, %s, true), '
-        "(%s, %s, false)",
-        (users["bob"], users["alice"], users["carol"], users["alice"]),
-    )
+    immich_rows.share_partner(conn, users["bob"], users["alice"], in_timeline=True)
+    immich_rows.share_partner(conn, users["carol"], users["alice"], in_timeline=False)
     return users
 
 
@@ -456,26 +455,20 @@ def add_asset(
     from immich_search.sync.pipeline import ocr_row
 
     asset_id = str(uuid.uuid4())
-    conn.execute(
-        'INSERT INTO public.asset (id, "ownerId", type, "originalPath", "originalFileName", checksum, '
-        '"fileCreatedAt", "localDateTime", visibility, "deletedAt", "isFavorite") '
-        "VALUES (%s, %s, %s, %s, %s, %s, now() - make_interval(secs => %s), now() - make_interval(secs => %s), "
-        "%s, CASE WHEN %s THEN now() END, %s)",
-        (
-            asset_id,
-            owner,
-            asset_type,
-            f"/data/upload/{owner}/{name}",
-            name,
-            hashlib.sha1(asset_id.encode()).digest(),
-            age_days * 86400,
-            age_days * 86400,
-            visibility,
-            trashed,
-            favourite,
-        ),
+    immich_rows.insert_asset(
+        conn,
+        owner,
+        f"/data/upload/{owner}/{name}",
+        name,
+        hashlib.sha1(asset_id.encode()).digest(),
+        asset_id=asset_id,
+        asset_type=asset_type,
+        taken_at=datetime.now(timezone.utc) - timedelta(days=age_days),
+        visibility=visibility,
+        trashed=trashed,
+        favourite=favourite,
     )
-    conn.execute('INSERT INTO public.asset_exif ("assetId", city) VALUES (%s, %s)', (asset_id, city))
+    immich_rows.insert_exif(conn, asset_id, city=city)
     ocr_lines = [
         OcrLine(text, 0.95, (0.1, 0.1 * i, 0.9, 0.1 * i, 0.9, 0.1 * i + 0.05, 0.1, 0.1 * i + 0.05))
         for i, text in enumerate(lines)

@@ -16,6 +16,7 @@ import pytest
 from pgvector import Vector
 from pgvector.psycopg import register_vector
 
+from immich_search import immich_rows
 from tests.conftest import scratch_database
 
 DIM = 64
@@ -40,14 +41,7 @@ def library(server, migrated_template):
         with psycopg.connect(url) as conn:
             register_vector(conn)
             conn.execute("SELECT immich_search.clip_configure_v1('test-64', %s)", (DIM,))
-            users = [
-                str(
-                    conn.execute('INSERT INTO public."user" (email) VALUES (%s) RETURNING id', (f"u{i}@x",)).fetchone()[
-                        0
-                    ]
-                )
-                for i in range(OWNERS + 1)
-            ]
+            users = [immich_rows.upsert_user(conn, f"u{i}@x") for i in range(OWNERS + 1)]
             small = users[-1]
             owners = [u for u in users[:-1] for _ in range(PER_OWNER)] + [small] * SMALL
             # Every 7th asset of the big owners is archived, every 11th locked, every 13th trashed.
@@ -58,7 +52,8 @@ def library(server, migrated_template):
             ids = [str(uuid.uuid4()) for _ in owners]
             vectors = unit_rows(rng, len(ids))
             with conn.cursor().copy(
-                'COPY public.asset (id, "ownerId", type, "originalPath", "originalFileName", checksum, visibility, '
+                'COPY public.asset (id, "ownerId", type, "originalPath", "originalFileName", checksum, '
+                '"checksumAlgorithm", "fileCreatedAt", "fileModifiedAt", "localDateTime", visibility, status, '
                 '"deletedAt") FROM STDIN'
             ) as copy:
                 for i, (asset_id, owner) in enumerate(zip(ids, owners, strict=True)):
@@ -70,8 +65,13 @@ def library(server, migrated_template):
                             "IMAGE",
                             f"/data/{i}.jpg",
                             f"{i}.jpg",
-                            i.to_bytes(8, "big"),
+                            i.to_bytes(20, "big"),
+                            "sha1",
+                            "2025-06-01",
+                            "2025-06-01",
+                            "2025-06-01",
                             visibility,
+                            "trashed" if trashed else "active",
                             "2026-01-01" if trashed else None,
                         )
                     )
@@ -79,11 +79,8 @@ def library(server, migrated_template):
                 for asset_id, vector in zip(ids, vectors, strict=True):
                     copy.write_row((asset_id, "test-64", Vector(vector).to_text()))
             # The small owner sees user 0's timeline as a partner; user 1 shares without "in timeline".
-            conn.execute(
-                'INSERT INTO public.partner ("sharedById", "sharedWithId", "inTimeline") VALUES (%s, %s, true), '
-                "(%s, %s, false)",
-                (users[0], small, users[1], small),
-            )
+            immich_rows.share_partner(conn, users[0], small, in_timeline=True)
+            immich_rows.share_partner(conn, users[1], small, in_timeline=False)
             conn.execute("ANALYZE")
         yield {
             "url": url,

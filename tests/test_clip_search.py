@@ -7,6 +7,7 @@ expected order of every search is known without real weights.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ from pgvector import Vector
 from pgvector.psycopg import register_vector
 from PIL import Image
 
+from immich_search import immich_rows
 from immich_search.db import open_pool
 from immich_search.demo import IMMICH_MEDIA_LOCATION, import_library
 from immich_search.ocr_engine import OcrLine
@@ -309,12 +311,8 @@ def test_a_model_error_fails_only_that_assets_clip_job(db, clip_model, tmp_path)
 def test_model_change_drops_vectors_resizes_and_requeues(db):
     with psycopg.connect(db, autocommit=True) as conn:
         register_vector(conn)
-        user = conn.execute("INSERT INTO public.\"user\" (email) VALUES ('m@example.com') RETURNING id").fetchone()[0]
-        asset = conn.execute(
-            'INSERT INTO public.asset ("ownerId", type, "originalPath", "originalFileName", checksum) '
-            "VALUES (%s, 'IMAGE', '/data/a.jpg', 'a.jpg', '\\x01') RETURNING id",
-            (user,),
-        ).fetchone()[0]
+        user = immich_rows.upsert_user(conn, "m@example.com")
+        asset = immich_rows.insert_asset(conn, user, "/data/a.jpg", "a.jpg", hashlib.sha1(b"a").digest())
         assert conn.execute("SELECT immich_search.clip_configure_v1('m1', 512)").fetchone()[0] is True
         assert conn.execute("SELECT immich_search.clip_configure_v1('m1', 512)").fetchone()[0] is False
         conn.execute("INSERT INTO immich_search.clip VALUES (%s, 'm1', %s)", (asset, Vector(np.ones(512) / 512**0.5)))

@@ -9,6 +9,7 @@ import uuid
 import psycopg
 import pytest
 
+from immich_search import immich_rows
 from immich_search.db import open_pool
 from immich_search.demo import IMMICH_MEDIA_LOCATION
 from immich_search.sync.pipeline import OcrSync
@@ -20,10 +21,13 @@ from immich_search.tokens import TOKENIZER_VERSION, document_tokens, tsvector_li
 def add_row(conn: psycopg.Connection, owner: str, lines: object, version: int, vector: str = "") -> str:
     """An asset and its OCR row as an older sync wrote it: ``lines`` stored, ``vector`` from that tokenizer."""
     asset_id = str(uuid.uuid4())
-    conn.execute(
-        'INSERT INTO public.asset (id, "ownerId", type, "originalPath", "originalFileName", checksum, "fileCreatedAt") '
-        "VALUES (%s, %s, 'IMAGE', %s, %s, %s, now())",
-        (asset_id, owner, f"/data/{asset_id}.jpg", f"{asset_id}.jpg", hashlib.sha1(asset_id.encode()).digest()),
+    immich_rows.insert_asset(
+        conn,
+        owner,
+        f"/data/{asset_id}.jpg",
+        f"{asset_id}.jpg",
+        hashlib.sha1(asset_id.encode()).digest(),
+        asset_id=asset_id,
     )
     conn.execute(
         "INSERT INTO immich_search.ocr (asset_id, source, model, lines, text, search_vector, tokenizer_version) "
@@ -47,9 +51,7 @@ def expected(conn: psycopg.Connection, texts: list[str]) -> str:
 @pytest.fixture
 def owner(db) -> str:
     with psycopg.connect(db) as conn:
-        return str(
-            conn.execute("INSERT INTO public.\"user\" (email) VALUES ('r@example.com') RETURNING id").fetchone()[0]
-        )
+        return immich_rows.upsert_user(conn, "r@example.com")
 
 
 def test_outdated_rows_are_rebuilt_from_their_lines(db, owner):

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import psycopg
 import pytest
 
+from immich_search import immich_rows
 from immich_search.db import open_pool
 from immich_search.ranking.ocr_search import SearchHit, search_ocr
 from tests.conftest import scratch_database
@@ -55,7 +56,7 @@ def library(server, migrated_template):
     """Four users and their photos with OCR rows (written as sync writes them, without running OCR).
 
     bob shares with alice in her timeline; carol shares with alice but not in her timeline; dave shares
-    nothing. Nobody shares with bob.
+    nothing. Nobody shares with bob. dave and carol share an album each with alice.
     """
     with scratch_database(server, migrated_template) as url:
         with psycopg.connect(url) as conn:
@@ -64,6 +65,9 @@ def library(server, migrated_template):
                 photo: add_asset(conn, users[owner], photo, lines, age_days=index + 1, **options)
                 for index, (photo, (owner, lines, options)) in enumerate(PHOTOS.items())
             }
+            # Albums shared with alice: as in Immich's smart search, they do not widen her search.
+            immich_rows.insert_album(conn, users["dave"], "trip", [assets["dave.jpg"]], {users["alice"]: "viewer"})
+            immich_rows.insert_album(conn, users["carol"], "shop", [assets["carol.jpg"]], {users["alice"]: "editor"})
         pool = open_pool(url)
         yield Library(url, pool, users, assets)
         pool.close()
@@ -152,7 +156,7 @@ def test_visibility(library, tokenizer):
     alice = set(names(library, search(library, sale, "alice", tokenizer)))
     assert alice == {"exact.jpg", "prefix.jpg", "archived.jpg", "bob.jpg"}, (
         "own timeline and archive, a partner's timeline shared in timeline; never locked, hidden, trashed, "
-        "a partner's archive, a partner not in timeline, a stranger"
+        "a partner's archive, a partner not in timeline, a stranger, an album shared with her"
     )
     alice_locked = set(names(library, search(library, sale, "alice", tokenizer, include_locked=True)))
     assert alice_locked == alice | {"locked.jpg"}

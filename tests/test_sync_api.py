@@ -6,6 +6,7 @@ import psycopg
 import pytest
 from click.testing import CliRunner
 
+from immich_search import immich_rows
 from immich_search.cli import cli
 from immich_search.db import open_pool
 from immich_search.demo import IMMICH_MEDIA_LOCATION, import_library
@@ -39,10 +40,7 @@ def two_users(db, tmp_path):
         made = [plain_photo(photos, name, (len(name) * 20, ord(name[0]), ord(name[1]) * 2)) for name in names]
         import_library(db, made, media, email=email)
     with psycopg.connect(db) as conn:
-        conn.execute(
-            'INSERT INTO public.partner ("sharedById", "sharedWithId", "inTimeline") VALUES (%s, %s, true)',
-            (user_id(db, "carol@example.com"), user_id(db, "alice@example.com")),
-        )
+        immich_rows.share_partner(conn, user_id(db, "carol@example.com"), user_id(db, "alice@example.com"))
     fake = FakeImmichSync(db, media)
     keys = {email: fake.add_key(user_id(db, email)) for email in ("alice@example.com", "bob@example.com")}
     return fake, keys, media

@@ -6,9 +6,11 @@ cursor, and the sync must carry on where it stopped (no repeated work).
 
 from __future__ import annotations
 
+import hashlib
+
 import psycopg
 
-from immich_search import migrate
+from immich_search import immich_rows, migrate
 from immich_search.db import open_pool
 from immich_search.ocr_engine import OcrLine
 from immich_search.sqlfiles import query
@@ -35,24 +37,19 @@ def test_upgrade_from_first_release_keeps_data(immich_db):
     migrate.upgrade(immich_db, FIRST_RELEASE)
     assert migrate.current_revision(immich_db) == FIRST_RELEASE
     with psycopg.connect(immich_db) as conn:
-        user = conn.execute("INSERT INTO public.\"user\" (email) VALUES ('up@example.com') RETURNING id").fetchone()[0]
+        user = immich_rows.upsert_user(conn, "up@example.com")
         assets = []
         for i, text in enumerate(["增值税电子普通发票", "Summe EUR 19,90", "no preview yet"]):
-            asset = conn.execute(
-                'INSERT INTO public.asset ("ownerId", type, "originalPath", "originalFileName", checksum) '
-                "VALUES (%s, 'IMAGE', %s, %s, %s) RETURNING id",
-                (user, f"/data/{i}.jpg", f"{i}.jpg", bytes([i])),
-            ).fetchone()[0]
-            assets.append(asset)
-            conn.execute(
-                "INSERT INTO public.asset_file (\"assetId\", type, path) VALUES (%s, 'preview', %s)",
-                (asset, f"/data/thumbs/{i}.jpeg"),
+            asset = immich_rows.insert_asset(
+                conn, user, f"/data/{i}.jpg", f"{i}.jpg", hashlib.sha1(bytes([i])).digest()
             )
+            assets.append(asset)
+            immich_rows.insert_preview(conn, asset, f"/data/thumbs/{i}.jpeg")
             if i < 2:
                 line = OcrLine(text, 0.9, (0.1, 0.1, 0.9, 0.1, 0.9, 0.2, 0.1, 0.2))
                 conn.execute(query("upsert_ocr"), ocr_row(str(asset), [line], "rapidocr 1.4.4 (PP-OCRv4)"))
         # What a 0001 sync leaves behind: done jobs, a failed one with its reason, both cursors.
-        previews = dict(conn.execute('SELECT "assetId", "updateId" FROM public.asset_file').fetchall())
+        previews = {str(a): u for a, u in conn.execute('SELECT "assetId", "updateId" FROM public.asset_file')}
         for asset, state, error in zip(
             assets, ["done", "done", "failed"], [None, None, "preview file not found"], strict=True
         ):
