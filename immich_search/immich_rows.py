@@ -1,6 +1,6 @@
 """Rows in Immich's own tables, valid on Immich v3.1's real schema: the demo's library and the tests'.
 
-Immich v3.1 (``tools/immich_schema/schema-v3.1.0.sql``) requires on ``asset`` ``"checksumAlgorithm"``
+Immich v3.1 (``sql/immich/schema-v3.1.0.sql``) requires on ``asset`` ``"checksumAlgorithm"``
 (enum ``sha1``/``sha1-path``), ``"fileCreatedAt"``, ``"fileModifiedAt"`` and ``"localDateTime"``, with no
 default; ``status`` is the enum ``assets_status_enum`` (``trashed`` goes with ``"deletedAt"``); an album's
 owner is its ``album_user`` row with role ``owner`` (there is no ``album."ownerId"``). These helpers write

@@ -8,7 +8,7 @@
 
 Each test gets a fresh database cloned from a template that already holds Immich's schema and our
 migrations (procrastinate's pattern), so tests are isolated and fast. Immich's schema is its real one
-(``tools/immich_schema/schema-v3.1.0.sql``, the pg_dump of a database Immich v3.1.0 migrated) on a server
+(``sql/immich/schema-v3.1.0.sql``, the pg_dump of a database Immich v3.1.0 migrated) on a server
 with the contrib modules it needs (pg15), else the subset generated from it (``sql/immich/v3_1_subset.sql``).
 """
 
@@ -31,7 +31,7 @@ from immich_search import migrate
 from immich_search.sqlfiles import read_sql
 
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus" / "dev"
-REAL_SCHEMA = Path(__file__).resolve().parents[1] / "tools" / "immich_schema" / "schema-v3.1.0.sql"
+REAL_SCHEMA = Path(__file__).resolve().parents[1] / "sql" / "immich" / "schema-v3.1.0.sql"
 """Immich v3.1.0's schema as pg_dump wrote it from a database Immich migrated itself."""
 REAL_SCHEMA_EXTENSIONS = ("uuid-ossp", "unaccent", "cube", "earthdistance", "pg_trgm", "vector")
 """The extensions Immich v3.1.0 creates before its migrations (all in public); the dump needs them."""

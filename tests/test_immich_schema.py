@@ -1,6 +1,6 @@
 """One schema truth: Immich's real v3.1.0 schema against the subset the embedded server and the demo use.
 
-* ``sql/immich/v3_1_subset.sql`` is what ``tools/immich_schema/subset.py`` makes of the real dump;
+* ``sql/immich/v3_1_subset.sql`` is what ``immich_search/sqlgen/immich_subset.py`` makes of the real dump;
 * every table and column immich-search reads or writes (``DEPENDS_ON``) exists in the dump, and this
   project's SQL names no column of Immich's tables missing from that list;
 * loaded on each server, the subset describes its tables exactly as the real dump loaded on PostgreSQL 15
@@ -23,9 +23,9 @@ import pytest
 from immich_search import immich_rows, migrate
 from immich_search.demo import import_library
 from immich_search.doctor import REQUIRED_COLUMNS
+from immich_search.sqlgen import immich_subset as subset
 from tests.conftest import REAL_SCHEMA, can_load_real_schema, load_real_schema, load_subset_schema, scratch_database
 from tests.fake_immich import add_asset, add_four_users
-from tools.immich_schema import subset
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DUMP = ROOT.parent / "shared" / "real-immich" / "schema-v3.1.0.sql"
@@ -55,14 +55,14 @@ def test_vendored_dump_is_the_real_servers():
     if not SHARED_DUMP.is_file():
         pytest.skip(f"{SHARED_DUMP} not here (the real Immich's folder beside the checkout)")
     assert REAL_SCHEMA.read_bytes() == SHARED_DUMP.read_bytes(), (
-        f"{SHARED_DUMP} changed: copy it to {REAL_SCHEMA} and run tools/immich_schema/subset.py"
+        f"{SHARED_DUMP} changed: copy it to {REAL_SCHEMA} and run python -m immich_search.sqlgen immich-subset"
     )
 
 
 def test_subset_is_generated_from_the_dump():
     generated = subset.render(REAL_SCHEMA.read_text(encoding="utf-8"))
     assert (ROOT / "sql" / "immich" / "v3_1_subset.sql").read_text(encoding="utf-8") == generated, (
-        "sql/immich/v3_1_subset.sql is not what the dump gives: run python tools/immich_schema/subset.py"
+        "sql/immich/v3_1_subset.sql is not what the dump gives: run python -m immich_search.sqlgen immich-subset"
     )
     assert subset.main(["--check"]) == 0
 
@@ -120,8 +120,8 @@ def test_our_sql_names_only_listed_tables_and_columns():
             owners = [t for t, cols in real.items() if name in cols and t in subset.DEPENDS_ON]
             if owners and name not in listed:
                 columns.append(f"{where}: {name} ({', '.join(owners)})")
-    assert not tables, f"Immich tables used but missing from DEPENDS_ON (tools/immich_schema/subset.py): {tables}"
-    assert not columns, f"Immich columns used but missing from DEPENDS_ON (tools/immich_schema/subset.py): {columns}"
+    assert not tables, f"Immich tables used but missing from DEPENDS_ON (sqlgen/immich_subset.py): {tables}"
+    assert not columns, f"Immich columns used but missing from DEPENDS_ON (sqlgen/immich_subset.py): {columns}"
 
 
 def test_the_scan_sees_sql_in_python():

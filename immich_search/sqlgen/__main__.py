@@ -1,9 +1,11 @@
-"""``python -m immich_search.sqlgen tables|schema URL``: rewrite the generated SQL files.
+"""``python -m immich_search.sqlgen tables|schema URL|immich-subset``: rewrite the generated SQL files.
 
 * ``tables``: ``sql/schema/0001_fold_v1.sql``, ``0003_fold_char.sql`` and ``0003_cjk_dictionary.sql``;
 * ``schema URL``: ``sql/schema.sql``, described from a database migrated to head (e.g. a scratch copy of
   Immich's schema: ``createdb x && psql x -f sql/immich/v3_1_subset.sql && immich-search --database-url
-  postgresql:///x migrate``).
+  postgresql:///x migrate``);
+* ``immich-subset [--check]``: ``sql/immich/v3_1_subset.sql`` from Immich's own schema dump
+  ``sql/immich/schema-v3.1.0.sql`` (see :mod:`immich_search.sqlgen.immich_subset`).
 """
 
 from __future__ import annotations
@@ -34,6 +36,10 @@ def main(argv: list[str]) -> int:
         with psycopg.connect(argv[1]) as conn:
             (SQL / "schema.sql").write_text(describe_schema(conn), encoding="utf-8")
         return 0
+    if argv[:1] == ["immich-subset"]:
+        from immich_search.sqlgen.immich_subset import main as immich_subset
+
+        return immich_subset(argv[1:])
     print(__doc__, file=sys.stderr)
     return 2
 

@@ -1,4 +1,4 @@
--- Rows in Immich's own tables as Immich v3.1 writes them (its schema: tools/immich_schema/schema-v3.1.0.sql),
+-- Rows in Immich's own tables as Immich v3.1 writes them (its schema: sql/immich/schema-v3.1.0.sql),
 -- for the demo's library and the tests' (immich_search/immich_rows.py). Never run against a real Immich.
 
 -- name: immich_upsert_user
