@@ -16,6 +16,7 @@ import psycopg
 import pytest
 from click.testing import CliRunner
 
+from immich_search import immich_rows
 from immich_search.cli import cli
 from immich_search.commands.sync import EXIT_JOBS_WAITING
 from immich_search.db import open_pool
@@ -66,13 +67,9 @@ def test_db_url_from_immichs_env_that_is_not_a_url():
 def one_user_library(db):
     """One user with two OCR'd photos: 发票 on one, 收据 on both."""
     with psycopg.connect(db) as conn:
-        user = conn.execute("INSERT INTO public.\"user\" (email) VALUES ('new@example.com') RETURNING id").fetchone()[0]
+        user = immich_rows.upsert_user(conn, "new@example.com")
         for i, text in enumerate(["增值税发票 收据", "收据 超市"]):
-            asset = conn.execute(
-                'INSERT INTO public.asset ("ownerId", type, "originalPath", "originalFileName", checksum) '
-                "VALUES (%s, 'IMAGE', %s, %s, %s) RETURNING id",
-                (user, f"/data/{i}.jpg", f"{i}.jpg", bytes([i])),
-            ).fetchone()[0]
+            asset = immich_rows.insert_asset(conn, user, f"/data/{i}.jpg", f"{i}.jpg", bytes([i]) * 20)
             line = OcrLine(text, 0.9, (0.1, 0.1, 0.9, 0.1, 0.9, 0.2, 0.1, 0.2))
             conn.execute(query("upsert_ocr"), ocr_row(str(asset), [line], "rapidocr 1.4.4 (PP-OCRv4)"))
     return db, str(user)
