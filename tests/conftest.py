@@ -3,6 +3,9 @@
 * ``embedded``: pgserver (PostgreSQL 16, pgvector 0.6.2, no contrib modules), started here.
 * ``pg15``: Debian's PostgreSQL 15 with contrib and pgvector 0.8, like Immich's database; its URL comes
   from ``IMMICH_SEARCH_TEST_PG15_URL`` (``.ci/run`` sets it up); skipped when unset.
+* ``zhparser``: the same PostgreSQL 15 with zhparser (SCWS, jieba-derived dictionary) installed, so the
+  migrations take their zhparser branch; URL from ``IMMICH_SEARCH_TEST_ZHPARSER_URL``
+  (``.ci/setup-zhparser.sh`` and ``.ci/start-zhparser.sh``); skipped when unset.
 
 Each test gets a fresh database cloned from a template that already holds Immich's schema subset and
 our migrations (procrastinate's pattern), so tests are isolated and fast.
@@ -27,7 +30,8 @@ from immich_search import migrate
 from immich_search.sqlfiles import read_sql
 
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus" / "dev"
-SERVERS = ["embedded", "pg15"]
+SERVERS = ["embedded", "pg15", "zhparser"]
+SERVER_URL_ENV = {"pg15": "IMMICH_SEARCH_TEST_PG15_URL", "zhparser": "IMMICH_SEARCH_TEST_ZHPARSER_URL"}
 RUN = uuid.uuid4().hex[:8]
 """Suffix of this test session's template databases: two sessions sharing a server never collide."""
 
@@ -59,8 +63,7 @@ def server_urls(tmp_path_factory) -> dict[str, str]:
         data_dir = Path(tempfile.mkdtemp(prefix="immich-search-pgserver-"))
         server = pgserver.get_server(data_dir, cleanup_mode="stop")
     urls["embedded"] = server.get_uri("postgres")
-    if os.environ.get("IMMICH_SEARCH_TEST_PG15_URL"):
-        urls["pg15"] = os.environ["IMMICH_SEARCH_TEST_PG15_URL"]
+    urls.update({name: os.environ[env] for name, env in SERVER_URL_ENV.items() if os.environ.get(env)})
     yield urls
     server.cleanup()
     shutil.rmtree(data_dir, ignore_errors=True)
@@ -68,9 +71,9 @@ def server_urls(tmp_path_factory) -> dict[str, str]:
 
 @pytest.fixture(scope="session", params=SERVERS)
 def server(request, server_urls) -> str:
-    """Admin URL of one real server (parametrised: each test runs on both)."""
+    """Admin URL of one real server (parametrised: each test runs on each)."""
     if request.param not in server_urls:
-        pytest.skip(f"{request.param} server not configured (set IMMICH_SEARCH_TEST_PG15_URL; see .ci/run)")
+        pytest.skip(f"{request.param} server not configured (set {SERVER_URL_ENV[request.param]}; see .ci/run)")
     return server_urls[request.param]
 
 
