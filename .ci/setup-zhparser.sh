@@ -72,7 +72,7 @@ else
   trap 'rm -rf "$work"' EXIT
   tar -xzf "$scws_tar" -C "$work"
   tar -xzf "$zhparser_tar" -C "$work"
-  rm -rf "$CACHE/$key"
+  rm -rf "${CACHE:?}/$key"
   mkdir -p "$CACHE/$key"
   log "building SCWS ${SCWS_COMMIT:0:7} and zhparser ${ZHPARSER_COMMIT:0:7} for PostgreSQL $PG_MAJOR"
   PG_MAJOR="$PG_MAJOR" PG_CONFIG="$PG_CONFIG" SCWS_COMMIT="$SCWS_COMMIT" ZHPARSER_COMMIT="$ZHPARSER_COMMIT" \
