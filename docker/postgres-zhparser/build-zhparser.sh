@@ -95,8 +95,8 @@ fi
 # (scws/README.md), then scws-gen-dict builds the xdb.
 #   TF  = 1 + ln(freq): SCWS scores a segmentation path by the product of its words' TF (times
 #         length^4), and gives characters missing from the dictionary TF 0.5 (libscws/scws.c); the log
-#         keeps jieba's counts (1 to ~900,000) in the range of SCWS's own weights, and every known word
-#         above an unknown character.
+#         turns jieba's counts (1 to ~900,000) into 1 to ~15, the order of SCWS's documented example
+#         (`新词条 12.0 2.2 n`, scws/README.md), with every known word above an unknown character.
 #   IDF = ln(total / freq), the word's information content: SCWS uses it only for keyword ranking.
 #   attr = jieba's part-of-speech tag (ICTCLAS/PKU tags, as SCWS uses), first two letters (SCWS keeps
 #         two): `eng` becomes SCWS's own `en`.
