@@ -13,6 +13,7 @@
 #   ZHPARSER_SOURCES   folder with scws-<commit>.tar.gz and zhparser-<commit>.tar.gz   default ../shared/zhparser
 #   ZHPARSER_PREFIX    where the PostgreSQL copy and SCWS go           default /opt/immich-search-zhparser
 #   ZHPARSER_CACHE     build cache                  default ${XDG_CACHE_HOME:-~/.cache}/immich-search-zhparser
+#   ZHPARSER_DATA      the cluster .ci/start-zhparser.sh runs (stopped here before its tree is replaced)
 # The build is cached under a key over its inputs (sources, jieba's dictionary, build script, this
 # script, PostgreSQL's version); a run whose key matches the installed one does nothing.
 # Prints nothing on stdout; progress goes to stderr.
@@ -86,6 +87,17 @@ else
   touch "$CACHE/$key/done"
   # Older builds are of no further use.
   find "$CACHE" -mindepth 1 -maxdepth 1 -type d ! -name "$key" -exec rm -rf {} +
+fi
+
+# A zhparser cluster still running from the old tree (.ci/start-zhparser.sh of an earlier run) is stopped
+# first; start-zhparser.sh starts it again on the new one.
+DATA="${ZHPARSER_DATA:-/tmp/immich-search-pg15-zhparser}"
+old_ctl="$PREFIX/lib/postgresql/$PG_MAJOR/bin/pg_ctl"
+RUN=()
+if [ "$(id -u)" = 0 ]; then RUN=(runuser -u postgres --); fi
+if [ -x "$old_ctl" ] && "${RUN[@]}" "$old_ctl" -D "$DATA" status >/dev/null 2>&1; then
+  log "stopping the zhparser cluster in $DATA (it runs from the tree being replaced)"
+  "${RUN[@]}" "$old_ctl" -D "$DATA" stop -m fast >/dev/null
 fi
 
 # The private PostgreSQL tree: Debian's, copied, plus the staged files (their /usr/... paths mapped
