@@ -25,6 +25,13 @@ Methods:
   table holding the tokenised text of *our* OCR lines, so the comparison is of the matching, not of the
   OCR models (Immich itself runs PP-OCRv5). It needs pg_trgm, which the embedded server lacks: there the
   row reads ``n/a``.
+* ``zhparser`` (zhparser servers only, e.g. ``.ci/start-zhparser.sh``): PostgreSQL's own segmentation
+  instead of ours, over the same stored OCR text: ``to_tsvector('immich_search.zh', fold_v2(text)) @@
+  plainto_tsquery('immich_search.zh', fold_v2(query))`` (the same folding as ours, so only the
+  segmentation differs), ranked by ``ts_rank_cd``, the user's photos only. ``zhparser (multi)`` is the
+  same with ``zhparser.multi_short`` and ``zhparser.multi_duality`` on (short words inside long ones and
+  two-character pieces added, at index and query time alike), zhparser's recall setting. Elsewhere the
+  rows read ``n/a``.
 
 Metrics (``immich_search.ranking.metrics``; Manning, Raghavan and Schütze, *Introduction to Information
 Retrieval*, 2008, sections 8.3-8.4):
@@ -93,6 +100,18 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CORPUS = REPO_ROOT.parent / "shared" / "corpus" / "dev"
 BENCH_EMAIL = "ocr-quality-bench@immich-search.local"
 NOT_AVAILABLE = "n/a (pg_trgm not installed on this server)"
+NO_ZHPARSER = "n/a (zhparser not installed on this server)"
+ZHPARSER_METHODS = {"zhparser": (), "zhparser (multi)": ("zhparser.multi_short", "zhparser.multi_duality")}
+"""The zhparser rows: name -> the boolean ``zhparser.*`` settings turned on (zhparser README, CONFIGURATION)."""
+ZHPARSER_SQL = """
+SELECT a."originalFileName"
+FROM immich_search.ocr o JOIN public.asset a ON a.id = o.asset_id,
+     plainto_tsquery('immich_search.zh', immich_search.fold_v2(%(query)s)) AS q,
+     to_tsvector('immich_search.zh', immich_search.fold_v2(o.text)) AS v
+WHERE a."ownerId" = %(user)s AND v @@ q
+ORDER BY ts_rank_cd(v, q) DESC, a."originalFileName"
+LIMIT %(k)s
+"""
 COMMON_HAN = "的一是不了人我在有他这为之大来以个中上们到说国和地也子时道出而要于就下得可你年生"
 """Frequent Han characters (the head of any frequency list), the misreads of ``cjk typo`` queries."""
 FUZZY_SCORE_BELOW = 0.5
@@ -344,6 +363,29 @@ def immich_native_search(conn: psycopg.Connection, photos: list[Photo], k: int) 
     return run
 
 
+def uses_zhparser(conn: psycopg.Connection) -> bool:
+    """Whether ``immich_search.zh`` is on zhparser here (the migrations record it in our settings)."""
+    row = conn.execute("SELECT value FROM immich_search.setting WHERE key = 'text_search_parser'").fetchone()
+    conn.commit()
+    return row is not None and row[0] == "zhparser"
+
+
+def zhparser_search(url: str, user_id: str, k: int, settings: tuple[str, ...]) -> Callable[[str], list[str]]:
+    """Ranking by zhparser's segmentation (``ZHPARSER_SQL``) on its own connection, ``settings`` turned on.
+
+    The connection stays open for the process (the benchmark's lifetime): settings are per session.
+    """
+    conn = psycopg.connect(url, autocommit=True)
+    conn.execute("SELECT to_tsvector('immich_search.zh', '')")  # loads zhparser, which defines its settings
+    for name in settings:
+        conn.execute(f"SET {name} = on")
+
+    def run(query: str) -> list[str]:
+        return [name for (name,) in conn.execute(ZHPARSER_SQL, {"query": query, "user": user_id, "k": k})]
+
+    return run
+
+
 def start_default_server(workdir: Path) -> str:
     """Start an embedded PostgreSQL (pgserver) with its data under ``workdir``; return its URL."""
     from immich_search.embedded import start_embedded
@@ -420,6 +462,13 @@ def run_benchmark(url: str, corpus: Path, k: int, media_root: Path, console: Con
                 methods.append(measure("Immich native", runners["Immich native"], queries, k, no_text))
             else:
                 methods.append(MethodResult("Immich native", available=False, note=NOT_AVAILABLE))
+            zhparser = uses_zhparser(conn)
+            for name, settings in ZHPARSER_METHODS.items():
+                if zhparser:
+                    runners[name] = zhparser_search(url, user_id, k, settings)
+                    methods.append(measure(name, runners[name], queries, k, no_text))
+                else:
+                    methods.append(MethodResult(name, available=False, note=NO_ZHPARSER))
             known = {
                 kind: {name: measure(name, run, drawn, k, no_text) for name, run in runners.items()}
                 for kind, drawn in known_item_queries(photos).items()
@@ -432,6 +481,7 @@ def run_benchmark(url: str, corpus: Path, k: int, media_root: Path, console: Con
         "k": k,
         "server_version": server_version,
         "pg_trgm": trigram,
+        "zhparser": zhparser,
         "strict_word_similarity_threshold": threshold,
         "photos": len(photos),
         "queries": len(queries),
@@ -520,7 +570,7 @@ def print_report(figures: dict, console: Console) -> None:
             console.print(
                 f"\n[bold]{method.name}[/bold]: hits on photos without text: " + "; ".join(method.no_text_hit_list)
             )
-        if not method.name.startswith("ours"):
+        if not method.name.startswith(("ours", "zhparser")):
             continue
         console.print(f"\n[bold]{method.name}[/bold]: {len(method.misses)} queries with misses")
         for query, missing in method.misses.items():

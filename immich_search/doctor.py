@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import psycopg
 
 from immich_search import migrate
+from immich_search.sqlfiles import query
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 
@@ -88,6 +89,8 @@ def run_checks(conn: psycopg.Connection, url: str) -> list[Check]:
         else:
             state = "available, not created" if name in available else "not available"
             checks.append(Check(f"extension {name}", WARN, f"{state}: optional, {why}"))
+    if "zhparser" in extensions:
+        checks.extend(zhparser_checks(conn))
     can_create = conn.execute(
         "SELECT has_database_privilege(current_user, current_database(), 'CREATE')"
         " OR EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'immich_search'"
@@ -110,6 +113,49 @@ def run_checks(conn: psycopg.Connection, url: str) -> list[Check]:
             Check("migrations", FAIL, f"at {current or 'none'}, newest is {head}", "run: immich-search migrate")
         )
     checks.append(clip_model_check(conn if current == head else None))
+    return checks
+
+
+DICTIONARY_PROBE = "中华人民共和国"
+"""A word in SCWS's dictionary and in jieba's (the CI build's): one token when a dictionary is loaded,
+single characters when zhparser runs without one (it only logs a NOTICE when dict.utf8.xdb is missing)."""
+SEGMENT_EXAMPLE = "增值税专用发票北京首都机场"
+
+
+def zhparser_checks(conn: psycopg.Connection) -> list[Check]:
+    """With the zhparser extension created: whether its dictionary is loaded, and ``immich_search.zh``.
+
+    The dictionary is judged by segmentation (:data:`DICTIONARY_PROBE`); the file itself lies on the
+    server (``$SHAREDIR/tsearch_data/dict.utf8.xdb``), out of a client's reach. The configuration check is
+    left out before ``migrate`` has created it.
+    """
+    (parser,) = conn.execute(query("zhparser_parser")).fetchone() or (None,)
+    if parser is None:
+        return [Check("zhparser dictionary", FAIL, "the extension has no parser zhparser", "reinstall zhparser")]
+    probe = conn.execute(query("zhparser_segment"), {"parser": parser, "text": DICTIONARY_PROBE}).fetchone()[0]
+    example = conn.execute(query("zhparser_segment"), {"parser": parser, "text": SEGMENT_EXAMPLE}).fetchone()[0]
+    if probe == DICTIONARY_PROBE:
+        checks = [Check("zhparser dictionary", OK, f"loaded: {SEGMENT_EXAMPLE} -> {example}")]
+    else:
+        checks = [
+            Check(
+                "zhparser dictionary",
+                WARN,
+                f"not loaded: {DICTIONARY_PROBE} -> {probe}",
+                "put dict.utf8.xdb into the server's share/tsearch_data (docker/postgres-zhparser builds it)",
+            )
+        ]
+    row = conn.execute(query("zh_configuration"), {"parser": parser}).fetchone()
+    conn.commit()
+    if row is not None:
+        on_zhparser, mapped, types = row
+        if on_zhparser and mapped == types:
+            checks.append(
+                Check("configuration immich_search.zh", OK, f"zhparser, {mapped} of {types} token types mapped")
+            )
+        else:
+            detail = f"{mapped} of {types} zhparser token types mapped" if on_zhparser else "a copy of simple"
+            checks.append(Check("configuration immich_search.zh", WARN, detail, "run: immich-search migrate"))
     return checks
 
 

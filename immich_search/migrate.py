@@ -19,7 +19,7 @@ import immich_search
 from alembic import command, op
 from immich_search.db import CONNECT_TIMEOUT_S
 from immich_search.errors import SchemaError
-from immich_search.sqlfiles import read_sql
+from immich_search.sqlfiles import query, read_sql
 
 SCHEMA = "immich_search"
 MIGRATION_LOCK_KEY = 0x1A5E_A4C4
@@ -80,6 +80,7 @@ def _run(url: str, action: str, target: str) -> None:
                 connection.commit()
                 if action == "upgrade":
                     command.upgrade(_config(connection), target)
+                    _follow_zhparser(connection)
                 else:
                     command.downgrade(_config(connection), target)
                     if target == "base":
@@ -90,6 +91,16 @@ def _run(url: str, action: str, target: str) -> None:
                 connection.commit()
     finally:
         engine.dispose()
+
+
+def _follow_zhparser(connection: sa.engine.Connection) -> None:
+    """Point ``immich_search.zh`` at the zhparser installed now (revision 0006), at every upgrade.
+
+    A revision runs once; zhparser may be installed later (docker/postgres-zhparser), so this re-check
+    is what makes "create the extension, then run migrate again" work. A no-op below revision 0006.
+    """
+    if connection.exec_driver_sql(query("zh_configure_exists")).scalar_one():
+        connection.exec_driver_sql(query("zh_configure"))
 
 
 def _require_immich_tables(connection: sa.engine.Connection) -> None:

@@ -1008,6 +1008,82 @@ CREATE OR REPLACE FUNCTION immich_search.word_tsquery_v2(word text, strict boole
  IMMUTABLE PARALLEL SAFE STRICT
 RETURN CASE WHEN (octet_length(word) > 2046) THEN NULL::text WHEN strict THEN quote_literal(word) WHEN ((char_length(word) < 4) OR ((octet_length(word) + 1) > 2046)) THEN (quote_literal(word) || ':*'::text) ELSE (((('('::text || quote_literal(word)) || ':* | '::text) || quote_literal(('~'::text || word))) || ':*)'::text) END
 
+function immich_search.zh_configure_v1()
+CREATE OR REPLACE FUNCTION immich_search.zh_configure_v1()
+ RETURNS text
+ LANGUAGE plpgsql
+AS $function$
+DECLARE
+  parser_oid oid;
+  config_oid oid;
+  config_parser oid;
+  missing text;
+  outcome text;
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'zhparser')
+     AND EXISTS (SELECT 1 FROM pg_catalog.pg_available_extensions WHERE name = 'zhparser') THEN
+    BEGIN
+      CREATE EXTENSION zhparser SCHEMA immich_search;
+    EXCEPTION WHEN insufficient_privilege THEN
+      RAISE NOTICE 'zhparser is installed on this server, but % may not create the extension: a superuser can run CREATE EXTENSION zhparser, then immich-search migrate', current_user;
+    END;
+  END IF;
+
+  SELECT p.oid INTO parser_oid
+  FROM pg_catalog.pg_ts_parser p
+  JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_ts_parser'::regclass AND d.objid = p.oid AND d.deptype = 'e'
+  JOIN pg_catalog.pg_extension e ON e.oid = d.refobjid AND e.extname = 'zhparser'
+  WHERE p.prsname = 'zhparser';
+
+  SELECT c.oid, c.cfgparser INTO config_oid, config_parser
+  FROM pg_catalog.pg_ts_config c JOIN pg_catalog.pg_namespace n ON n.oid = c.cfgnamespace
+  WHERE n.nspname = 'immich_search' AND c.cfgname = 'zh';
+
+  IF parser_oid IS NULL THEN
+    IF config_oid IS NULL THEN
+      CREATE TEXT SEARCH CONFIGURATION immich_search.zh (COPY = pg_catalog.simple);
+    END IF;
+    outcome := 'jieba';
+  ELSE
+    IF config_oid IS NOT NULL AND config_parser <> parser_oid THEN
+      -- Only the simple copy is replaced; an index or view a user built on it keeps it as it is.
+      BEGIN
+        DROP TEXT SEARCH CONFIGURATION immich_search.zh;
+        config_oid := NULL;
+      EXCEPTION WHEN dependent_objects_still_exist THEN
+        RAISE NOTICE 'immich_search.zh stays a copy of simple: other objects depend on it (%)', SQLERRM;
+      END;
+    END IF;
+    IF config_oid IS NULL THEN
+      EXECUTE format('CREATE TEXT SEARCH CONFIGURATION immich_search.zh (PARSER = %s.%s)',
+        (SELECT quote_ident(n.nspname) FROM pg_catalog.pg_ts_parser p
+           JOIN pg_catalog.pg_namespace n ON n.oid = p.prsnamespace WHERE p.oid = parser_oid),
+        quote_ident('zhparser'));
+      SELECT c.oid, c.cfgparser INTO config_oid, config_parser
+      FROM pg_catalog.pg_ts_config c JOIN pg_catalog.pg_namespace n ON n.oid = c.cfgnamespace
+      WHERE n.nspname = 'immich_search' AND c.cfgname = 'zh';
+    END IF;
+    IF config_parser = parser_oid THEN
+      SELECT string_agg(quote_ident(t.alias), ', ' ORDER BY t.tokid) INTO missing
+      FROM ts_token_type(parser_oid) t
+      WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_ts_config_map m
+                        WHERE m.mapcfg = config_oid AND m.maptokentype = t.tokid);
+      IF missing IS NOT NULL THEN
+        EXECUTE format('ALTER TEXT SEARCH CONFIGURATION immich_search.zh ADD MAPPING FOR %s WITH pg_catalog.simple',
+                       missing);
+      END IF;
+      outcome := 'zhparser';
+    ELSE
+      outcome := 'jieba';
+    END IF;
+  END IF;
+
+  INSERT INTO immich_search.setting (key, value) VALUES ('text_search_parser', outcome)
+  ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value;
+  RETURN outcome;
+END
+$function$
+
 index CREATE INDEX clip_embedding_idx ON immich_search.clip USING hnsw (embedding vector_cosine_ops)
 
 index CREATE INDEX job_claim_idx ON immich_search.job USING btree (task, run_after) WHERE (state = ANY (ARRAY['pending'::text, 'running'::text]))
@@ -1040,7 +1116,7 @@ index CREATE UNIQUE INDEX sync_cursor_pkey ON immich_search.sync_cursor USING bt
 
 index CREATE UNIQUE INDEX worker_pkey ON immich_search.worker USING btree (id)
 
-revision 0005
+revision 0006
 
 table alembic_version (r)
 

@@ -5,6 +5,9 @@
   from ``IMMICH_SEARCH_TEST_PG15_URL`` (``.ci/run`` sets it up); skipped when unset.
 * ``real_immich`` (tests marked ``real_immich``): Immich v3.1's own server with its own database, from
   ``../shared/real-immich`` (tests/real_immich.py); skipped when unconfigured, a failure in CI.
+* ``zhparser``: the same PostgreSQL 15 with zhparser (SCWS, jieba-derived dictionary) installed, so the
+  migrations take their zhparser branch; URL from ``IMMICH_SEARCH_TEST_ZHPARSER_URL``
+  (``.ci/setup-zhparser.sh`` and ``.ci/start-zhparser.sh``); skipped when unset.
 
 Each test gets a fresh database cloned from a template that already holds Immich's schema and our
 migrations (procrastinate's pattern), so tests are isolated and fast. Immich's schema is its real one
@@ -35,7 +38,8 @@ REAL_SCHEMA = Path(__file__).resolve().parents[1] / "sql" / "immich" / "schema-v
 """Immich v3.1.0's schema as pg_dump wrote it from a database Immich migrated itself."""
 REAL_SCHEMA_EXTENSIONS = ("uuid-ossp", "unaccent", "cube", "earthdistance", "pg_trgm", "vector")
 """The extensions Immich v3.1.0 creates before its migrations (all in public); the dump needs them."""
-SERVERS = ["embedded", "pg15"]
+SERVERS = ["embedded", "pg15", "zhparser"]
+SERVER_URL_ENV = {"pg15": "IMMICH_SEARCH_TEST_PG15_URL", "zhparser": "IMMICH_SEARCH_TEST_ZHPARSER_URL"}
 RUN = uuid.uuid4().hex[:8]
 """Suffix of this test session's template databases: two sessions sharing a server never collide."""
 
@@ -67,8 +71,7 @@ def server_urls(tmp_path_factory) -> dict[str, str]:
         data_dir = Path(tempfile.mkdtemp(prefix="immich-search-pgserver-"))
         server = pgserver.get_server(data_dir, cleanup_mode="stop")
     urls["embedded"] = server.get_uri("postgres")
-    if os.environ.get("IMMICH_SEARCH_TEST_PG15_URL"):
-        urls["pg15"] = os.environ["IMMICH_SEARCH_TEST_PG15_URL"]
+    urls.update({name: os.environ[env] for name, env in SERVER_URL_ENV.items() if os.environ.get(env)})
     yield urls
     server.cleanup()
     shutil.rmtree(data_dir, ignore_errors=True)
@@ -76,9 +79,9 @@ def server_urls(tmp_path_factory) -> dict[str, str]:
 
 @pytest.fixture(scope="session", params=SERVERS)
 def server(request, server_urls) -> str:
-    """Admin URL of one real server (parametrised: each test runs on both)."""
+    """Admin URL of one real server (parametrised: each test runs on each)."""
     if request.param not in server_urls:
-        pytest.skip(f"{request.param} server not configured (set IMMICH_SEARCH_TEST_PG15_URL; see .ci/run)")
+        pytest.skip(f"{request.param} server not configured (set {SERVER_URL_ENV[request.param]}; see .ci/run)")
     return server_urls[request.param]
 
 

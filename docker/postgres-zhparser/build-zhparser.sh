@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Builds SCWS and zhparser against one PostgreSQL major and stages what the final image needs.
 #
-# Run by the builder stage of ./Dockerfile; it runs the same way outside Docker (that is how it was
-# tested: against Debian's PostgreSQL 15, see README.md).
+# Run by the builder stage of ./Dockerfile, and by the repository's CI (.ci/setup-zhparser.sh) against
+# Debian's PostgreSQL 15, so the image's build path is the one the test suite runs on.
 #
 # Inputs (environment):
 #   PG_MAJOR          PostgreSQL major version (the official postgres images set it).     required
@@ -13,13 +13,18 @@
 #   ZHPARSER_REPO     default https://github.com/amutu/zhparser.git
 #   SCWS_SRC          an existing SCWS source directory to use instead of fetching (offline tests)
 #   ZHPARSER_SRC      an existing zhparser source directory to use instead of fetching (offline tests)
+#   JIEBA_DICT        jieba's dictionary (jieba/dict.txt, lines `word freq pos`): when set, the SCWS
+#                     dictionary dict.utf8.xdb is generated from it with scws-gen-dict instead of taking
+#                     the one zhparser's repository carries (a source tree without one needs this).
 #   SCWS_PREFIX       where libscws is installed, also zhparser.so's rpath.      default /usr/local
 #   STAGE             staging root copied into the final image as-is.            default /out
 #   WORK              scratch directory.                                          default /tmp/zhparser-build
 #
 # Output: $STAGE holds, with their final absolute paths below it, zhparser.so (+ LLVM bitcode when the
 # server was built with LLVM), zhparser.control and its SQL scripts, the dictionary dict.utf8.xdb and
-# rules.utf8.ini (tsearch_data), and $SCWS_PREFIX/lib/libscws.so*. Nothing else.
+# rules.utf8.ini (tsearch_data), and $SCWS_PREFIX/lib/libscws.so*. Nothing else. SCWS itself (with
+# its command line tools scws and scws-gen-dict) is installed into $SCWS_PREFIX of the machine that runs
+# this script, as zhparser links against it.
 set -Eeuo pipefail
 
 : "${PG_MAJOR:?PG_MAJOR must be set}"
@@ -84,6 +89,30 @@ if [[ -n "${ZHPARSER_SRC:-}" ]]; then
 else
   fetch_commit "$ZHPARSER_REPO" "$ZHPARSER_COMMIT" "$WORK/zhparser"
 fi
+# --- dictionary ----------------------------------------------------------------------------------
+# zhparser installs dict.utf8.xdb from its source tree (Makefile DATA_TSEARCH). With JIEBA_DICT, that
+# file is generated here: jieba's `word freq pos` lines become SCWS's text dictionary `word TF IDF attr`
+# (scws/README.md), then scws-gen-dict builds the xdb.
+#   TF  = 1 + ln(freq): SCWS scores a segmentation path by the product of its words' TF (times
+#         length^4), and gives characters missing from the dictionary TF 0.5 (libscws/scws.c); the log
+#         turns jieba's counts (1 to ~900,000) into 1 to ~15, the order of SCWS's documented example
+#         (`新词条 12.0 2.2 n`, scws/README.md), with every known word above an unknown character.
+#   IDF = ln(total / freq), the word's information content: SCWS uses it only for keyword ranking.
+#   attr = jieba's part-of-speech tag (ICTCLAS/PKU tags, as SCWS uses), first two letters (SCWS keeps
+#         two): `eng` becomes SCWS's own `en`.
+if [[ -n "${JIEBA_DICT:-}" ]]; then
+  [[ -s "$JIEBA_DICT" ]] || die "JIEBA_DICT=$JIEBA_DICT is missing or empty"
+  awk 'NR == FNR { if ($2 + 0 > 0) total += $2; next }
+       $1 != "" && $2 + 0 > 0 {
+         attr = ($3 == "") ? "x" : substr($3, 1, 2)
+         printf "%s\t%.4f\t%.4f\t%s\n", $1, 1 + log($2), log(total / $2), attr
+       }' "$JIEBA_DICT" "$JIEBA_DICT" >"$WORK/dict.scws.txt"
+  rm -f "$WORK/zhparser/dict.utf8.xdb"
+  "$SCWS_PREFIX/bin/scws-gen-dict" -c utf8 -i "$WORK/dict.scws.txt" -o "$WORK/zhparser/dict.utf8.xdb" >/dev/null
+  log "dictionary dict.utf8.xdb generated from $JIEBA_DICT ($(wc -l <"$WORK/dict.scws.txt") words)"
+fi
+[[ -s "$WORK/zhparser/dict.utf8.xdb" ]] || die "no dict.utf8.xdb in zhparser's source tree: set JIEBA_DICT"
+
 # SCWS_HOME given explicitly: zhparser's Makefile then takes -I$SCWS_HOME/include/scws and links
 # -lscws with an rpath to $SCWS_HOME/lib (it only falls back to pkg-config when SCWS_HOME is unset).
 make -s -C "$WORK/zhparser" -j"$JOBS" PG_CONFIG="$PG_CONFIG" SCWS_HOME="$SCWS_PREFIX"
