@@ -22,6 +22,7 @@ from immich_search import __version__
 from immich_search.clip_options import clip_model_location, clip_model_options, load_clip_model
 from immich_search.config import database_url_from_env
 from immich_search.errors import ConfigError, ImmichSearchError
+from immich_search.ml_command import ml as ml_command
 from immich_search.model_commands import models as models_group
 from immich_search.progress_log import DEFAULT_INTERVAL_S as DEFAULT_PROGRESS_INTERVAL_S
 from immich_search.progress_log import ProgressLog
@@ -534,6 +535,8 @@ cli.add_command(serve_command)
 # `immich-search status` and `reprocess`: the sync's state, and regenerating single photos (issue 5).
 cli.add_command(status_command)
 cli.add_command(reprocess_command)
+# `immich-search ml`: cn-clip and OCR for Immich's ML protocol and MT-Photos' API (immich_search/ml_command.py).
+cli.add_command(ml_command)
 
 
 def main() -> None:
