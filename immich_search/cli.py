@@ -24,6 +24,7 @@ from immich_search.config import database_url_from_env
 from immich_search.errors import ConfigError, ImmichSearchError
 from immich_search.ml_command import ml as ml_command
 from immich_search.model_commands import models as models_group
+from immich_search.model_download_command import download_command
 from immich_search.progress_log import DEFAULT_INTERVAL_S as DEFAULT_PROGRESS_INTERVAL_S
 from immich_search.progress_log import ProgressLog
 from immich_search.reprocess_command import reprocess as reprocess_command
@@ -530,6 +531,8 @@ def demo(settings: Settings, images: Path | None, workdir: Path | None) -> None:
 
 # `immich-search models list|verify|export`: the Chinese-CLIP model files (immich_search/model_commands.py).
 cli.add_command(models_group)
+# `immich-search models download`: published ONNX exports (immich_search/model_download_command.py).
+models_group.add_command(download_command)
 # `immich-search serve`: the HTTP service in front of Immich for its search bar (immich_search/serve/).
 cli.add_command(serve_command)
 # `immich-search status` and `reprocess`: the sync's state, and regenerating single photos (issue 5).
