@@ -13,6 +13,8 @@ from typing import Any
 import click
 
 from immich_search.clip_model import ClipModel
+from immich_search.errors import ImmichSearchError
+from immich_search.model_backend import device_options, load_clip
 from immich_search.model_manifest import MODEL_DIR_ENV
 from immich_search.model_session import ModelError
 
@@ -21,8 +23,10 @@ def clip_model_location(command: Callable[..., Any]) -> Callable[..., Any]:
     """Add ``--clip-model-dir`` and ``--clip-arch`` to a click command.
 
     The command receives ``clip_model_dir`` (a path or ``None``) and ``clip_arch`` (``None`` for the
-    manifest's default).
+    manifest's default). ``--device`` and ``--npu-cores`` (:func:`~immich_search.model_backend.device_options`)
+    come with them and reach :func:`load_clip_model` through the environment.
     """
+    command = device_options(command)
     command = click.option(
         "--clip-arch",
         metavar="ARCH",
@@ -51,6 +55,20 @@ def clip_model_options(command: Callable[..., Any]) -> Callable[..., Any]:
     )(command)
 
 
+def download_hint(arch: str | None) -> str:
+    """Return what to run to get ``arch``'s model files: ``models download`` where an export is published."""
+    from immich_search.model_download import downloadable_archs
+    from immich_search.model_manifest import load_manifest
+
+    try:
+        name = load_manifest().variant(arch).arch
+    except ImmichSearchError:
+        return "see `immich-search models list`"
+    if name in downloadable_archs():
+        return f"to download it run `immich-search models download {name}`"
+    return f"no published export of {name}: export it with `immich-search models export --arch {name}`"
+
+
 def load_clip_model(
     clip: bool | None, model_dir: Path | None, arch: str | None, role: str
 ) -> tuple[ClipModel | None, str | None]:
@@ -67,11 +85,12 @@ def load_clip_model(
     if clip is False:
         return None, None
     try:
-        model = ClipModel.load(model_dir, arch)
+        model = load_clip(model_dir, arch)
         # Build the encoder now: a wrong file fails here, with its path, not halfway through a sync.
         _ = model.image_encoder if role == "image" else model.text_encoder
     except ModelError as error:
+        error = ModelError(f"{error}; {download_hint(arch)}")
         if clip:
-            raise
+            raise error from None
         return None, f"semantic search is off: {error}"
     return model, None

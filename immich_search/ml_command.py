@@ -11,10 +11,6 @@ from immich_search.errors import ImmichSearchError
 from immich_search.ml.images import DEFAULT_MAX_IMAGE_BYTES
 from immich_search.ml.pool import DEFAULT_TIMEOUT_S
 
-MISSING_MODEL_HINT = (
-    "get the model with `immich-search models download {arch}` (or start with --no-clip to serve OCR only)"
-)
-
 
 def _split_urls(values: tuple[str, ...]) -> list[str]:
     """Flatten ``--upstream`` values; each may hold several URLs separated by commas or spaces."""
@@ -47,10 +43,9 @@ def _split_urls(values: tuple[str, ...]) -> list[str]:
 @clip_model_location
 @click.option(
     "--clip-concurrency",
-    default=1,
-    show_default=True,
     type=click.IntRange(1, 64),
-    help="CLIP calls running at once per encoder (onnxruntime already uses every core for one).",
+    help="CLIP calls running at once per encoder [default: 1, as onnxruntime uses every core for one; "
+    "with --device rknn one per NPU core].",
 )
 @click.option("--ocr-concurrency", default=1, show_default=True, type=click.IntRange(1, 64), help="OCR calls at once.")
 @click.option(
@@ -82,7 +77,7 @@ def ml(
     ocr: bool,
     clip_model_dir: Path | None,
     clip_arch: str | None,
-    clip_concurrency: int,
+    clip_concurrency: int | None,
     ocr_concurrency: int,
     threads: int | None,
     timeout: float,
@@ -106,6 +101,7 @@ def ml(
     from immich_search.ml.app import build_app
     from immich_search.ml.services import MlServices, make_pool
     from immich_search.ml.upstream import Upstream, check_upstream_urls
+    from immich_search.model_backend import model_concurrency
 
     try:
         urls = check_upstream_urls(_split_urls(upstream))
@@ -118,7 +114,7 @@ def ml(
     services = MlServices(
         clip=clip_service,
         ocr=ocr_service,
-        pool=make_pool(clip_concurrency, ocr_concurrency),
+        pool=make_pool(clip_concurrency or model_concurrency(), ocr_concurrency),
         upstream=Upstream(urls),
         api_key=api_key or None,
         timeout_s=timeout,
@@ -137,18 +133,17 @@ def ml(
 
 
 def _load_clip(model_dir: Path | None, arch: str | None, threads: int | None):
-    """Load and warm up the cn-clip model; a missing one raises ModelError saying what to run."""
-    from immich_search.clip_model import ClipModel
+    """Load and warm up cn-clip on the configured device; a missing model raises ModelError saying what to run."""
+    from immich_search.clip_options import download_hint
     from immich_search.ml.clip import ClipService
-    from immich_search.model_manifest import load_manifest
+    from immich_search.model_backend import load_clip
     from immich_search.model_session import ModelError
 
-    variant = load_manifest().variant(arch)
     try:
-        service = ClipService(ClipModel.load(model_dir, variant.arch, threads=threads))
+        service = ClipService(load_clip(model_dir, arch, threads=threads))
         service.warm_up()
     except ModelError as error:
-        raise ModelError(f"{error}; {MISSING_MODEL_HINT.format(arch=variant.arch)}") from error
+        raise ModelError(f"{error}; {download_hint(arch)} (or start with --no-clip to serve OCR only)") from error
     return service
 
 

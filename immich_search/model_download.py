@@ -64,6 +64,11 @@ def _read_downloads() -> dict:
     return json.loads(text)
 
 
+def downloadable_archs() -> list[str]:
+    """Return the cn-clip architectures with a published ONNX export in ``downloads.json``."""
+    return list(_read_downloads()["variants"])
+
+
 def download_sources(arch: str, base_url: str | None = None, with_vocab: bool = True) -> tuple[str, list[Source]]:
     """Return ``(precision, sources)`` for a variant: its ONNX files, then vocab.txt when asked.
 
