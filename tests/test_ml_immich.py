@@ -241,7 +241,8 @@ def _huge_png() -> bytes:
         (ocr_entry(max_resolution=0), solid_jpeg(RED), None, 422, "maxResolution"),
         ({**visual(), "facial-recognition": {}}, solid_jpeg(RED), None, 422, "separate requests"),
         ({"facial-recognition": {"detection": {"modelName": "buffalo_l"}}}, solid_jpeg(RED), None, 501, "--upstream"),
-        ({"captioning": {}}, solid_jpeg(RED), None, 501, "--upstream"),
+        ({"captioning": {}}, solid_jpeg(RED), None, 422, "unknown task(s) captioning"),
+        ({"ocr": {"detection": {"options": {}}, "recognition": {}}}, solid_jpeg(RED), None, 422, "modelName"),
     ],
 )
 def test_bad_requests_get_a_clear_4xx(client, entries, image, text, status, reason):

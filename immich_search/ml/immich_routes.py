@@ -31,6 +31,9 @@ log = logging.getLogger(__name__)
 SERVED_TASKS = ("clip", "ocr")
 """Immich task names answered here; any other goes to the upstreams."""
 
+IMMICH_TASKS = ("clip", "ocr", "facial-recognition")
+"""Every task Immich v3.1.0 sends (``ModelTask`` in ``machine-learning.repository.ts``)."""
+
 MAX_ENTRIES_CHARS = 64 * 1024
 """Longest ``entries`` JSON accepted (Immich's are ~300 characters)."""
 
@@ -155,6 +158,11 @@ async def _predict(request: Request, services: MlServices) -> Response:
         entries = _parse_entries(form.get("entries"))
         served = [task for task in entries if task in SERVED_TASKS]
         if not served:
+            unknown = sorted(task for task in entries if task not in IMMICH_TASKS)
+            if unknown and not services.upstream.urls:
+                raise RequestError(
+                    422, f"unknown task(s) {', '.join(unknown)}; Immich's tasks are {', '.join(IMMICH_TASKS)}"
+                )
             answer = await services.upstream.predict(body, content_type)
             return Response(answer.body, status_code=answer.status, media_type=answer.content_type)
         if len(served) != len(entries):

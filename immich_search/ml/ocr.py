@@ -109,6 +109,12 @@ def parse_ocr_options(entry: Any) -> OcrOptions:
     recognition = entry.get("recognition") or {}
     if not isinstance(detection, Mapping) or not isinstance(recognition, Mapping):
         raise RequestError(422, "ocr detection and recognition must be objects")
+    for where, part in (("detection", detection), ("recognition", recognition)):
+        name = part.get("modelName")
+        # Any OCR model name is answered by our engine (Immich's setting is free text); a missing or
+        # non-string one is a malformed request.
+        if not isinstance(name, str) or not name.strip():
+            raise RequestError(422, f"ocr {where}.modelName must be a non-empty string, got {name!r}")
     det_options = detection.get("options") or {}
     rec_options = recognition.get("options") or {}
     if not isinstance(det_options, Mapping) or not isinstance(rec_options, Mapping):
