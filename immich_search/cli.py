@@ -17,7 +17,9 @@ from immich_search.commands.demo import demo
 from immich_search.commands.doctor import doctor
 from immich_search.commands.embed import embed
 from immich_search.commands.migrate import migrate
+from immich_search.commands.ml import ml
 from immich_search.commands.models import models
+from immich_search.commands.models_download import download_command
 from immich_search.commands.reprocess import reprocess
 from immich_search.commands.search import search
 from immich_search.commands.serve import serve
@@ -69,8 +71,10 @@ def cli(ctx: click.Context, database_url: str | None, embedded: str | None, verb
     ctx.obj = Settings(database_url=database_url, embedded=embedded)
 
 
-for command in (migrate, doctor, sync, search, embed, demo, status, reprocess, serve, models):
+for command in (migrate, doctor, sync, search, embed, demo, status, reprocess, serve, models, ml):
     cli.add_command(command)
+# `models download`: published ONNX exports (immich_search/runtime/download.py).
+models.add_command(download_command)
 
 
 def main() -> None:

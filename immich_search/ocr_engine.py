@@ -42,6 +42,9 @@ class RapidOcrEngine:
             default 0.5 in its config.yaml).
         threads: onnxruntime intra-op threads per model (``None``: onnxruntime's default, one per core);
             several sync workers on one machine share the cores this way.
+        rapidocr_options: further RapidOCR parameters by their keyword names (``det_box_thresh``: the
+            detection score a box needs, default 0.5; ``max_side_len``: longer image side, in pixels,
+            above which the image is scaled down before OCR, default 2000).
 
     Raises:
         ConfigError: a model path does not exist.
@@ -54,10 +57,11 @@ class RapidOcrEngine:
         cls_model_path: str | None = None,
         min_score: float = 0.5,
         threads: int | None = None,
+        rapidocr_options: dict[str, object] | None = None,
     ) -> None:
         from rapidocr_onnxruntime import RapidOCR
 
-        options: dict[str, object] = {"text_score": min_score}
+        options: dict[str, object] = {**(rapidocr_options or {}), "text_score": min_score}
         if threads is not None:
             options["intra_op_num_threads"] = max(1, int(threads))
         for key, value in (

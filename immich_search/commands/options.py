@@ -7,12 +7,14 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
+from immich_search.runtime.backend import DEVICE_ENV, DEVICES, NPU_CORES_ENV
 from immich_search.runtime.manifest import MODEL_DIR_ENV
 
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
@@ -113,9 +115,10 @@ def clip_model_location(command: Callable[..., Any]) -> Callable[..., Any]:
     """Add ``--clip-model-dir`` and ``--clip-arch`` to a click command.
 
     The command receives ``clip_model_dir`` (a path or ``None``) and ``clip_arch`` (``None`` for the
-    manifest's default).
+    manifest's default). ``--device`` and ``--npu-cores`` (:func:`device_options`) come with them and reach
+    the model loader through the environment.
     """
-    return model_dir_option()(clip_arch_option()(command))
+    return device_options(model_dir_option()(clip_arch_option()(command)))
 
 
 def clip_model_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -129,4 +132,33 @@ def clip_model_options(command: Callable[..., Any]) -> Callable[..., Any]:
         "--clip/--no-clip",
         default=None,
         help="Require semantic search (fail without a model), or turn it off; default: on when a model is present.",
+    )(command)
+
+
+def _export_env(name: str) -> Callable[[click.Context, click.Parameter, Any], Any]:
+    """Return a click callback that puts a given value into the environment (for child processes)."""
+
+    def callback(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+        if value:
+            os.environ[name] = str(value)
+        return value
+
+    return callback
+
+
+def device_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Add ``--device`` and ``--npu-cores`` to a click command (values go to the environment, not kwargs)."""
+    command = click.option(
+        "--npu-cores",
+        metavar="LIST",
+        expose_value=False,
+        callback=_export_env(NPU_CORES_ENV),
+        help=f"With --device rknn: NPU cores to use, one runtime each (default 0,1,2; 'auto'; env {NPU_CORES_ENV}).",
+    )(command)
+    return click.option(
+        "--device",
+        type=click.Choice(DEVICES, case_sensitive=False),
+        expose_value=False,
+        callback=_export_env(DEVICE_ENV),
+        help=f"Where cn-clip runs: auto (CUDA if onnxruntime-gpu, else CPU), cpu, cuda, rknn (env {DEVICE_ENV}).",
     )(command)

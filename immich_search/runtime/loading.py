@@ -8,8 +8,23 @@ from __future__ import annotations
 
 import os
 
+from immich_search.errors import ImmichSearchError
 from immich_search.runtime.model import ClipModel
 from immich_search.runtime.session import ModelError
+
+
+def download_hint(arch: str | None) -> str:
+    """Return what to run to get ``arch``'s model files: ``models download`` where an export is published."""
+    from immich_search.runtime.download import downloadable_archs
+    from immich_search.runtime.manifest import load_manifest
+
+    try:
+        name = load_manifest().variant(arch).arch
+    except ImmichSearchError:
+        return "see `immich-search models list`"
+    if name in downloadable_archs():
+        return f"to download it run `immich-search models download {name}`"
+    return f"no published export of {name}: export it with `immich-search models export --arch {name}`"
 
 
 def load_clip_model(
@@ -34,12 +49,15 @@ def load_clip_model(
     """
     if clip is False:
         return None, None
+    from immich_search.runtime.backend import load_clip
+
     try:
-        model = ClipModel.load(model_dir, arch)
+        model = load_clip(model_dir, arch)  # on the device of --device / IMMICH_SEARCH_DEVICE
         # Build the encoder now: a wrong file fails here, with its path, not halfway through a sync.
         _ = model.image_encoder if role == "image" else model.text_encoder
     except ModelError as error:
+        error = ModelError(f"{error}; {download_hint(arch)}")
         if clip:
-            raise
+            raise error from None
         return None, f"semantic search is off: {error}"
     return model, None
