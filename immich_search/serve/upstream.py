@@ -94,9 +94,19 @@ def _has_body(scope: Mapping) -> bool:
     return False
 
 
+_TARGET_SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~!$&'()*+,;=:@/%?")
+"""Bytes a request target may carry as they are (RFC 3986 pchar, ``/``, ``?`` and ``%``)."""
+
+
+def escape_target(raw: bytes) -> bytes:
+    """Percent-encode the bytes of a request path or query that may not stand in a URL as they are
+    (``#``, spaces, quotes, controls, bytes >= 0x80 ...), as a browser sends them; others are kept."""
+    return b"".join(bytes((byte,)) if byte in _TARGET_SAFE else b"%%%02X" % byte for byte in raw)
+
+
 def _raw_target(scope: Mapping) -> tuple[bytes, bytes]:
     raw_path = scope.get("raw_path") or scope["path"].encode("utf-8")
-    return raw_path, scope.get("query_string", b"")
+    return escape_target(raw_path), escape_target(scope.get("query_string", b""))
 
 
 class Upstream:
@@ -215,9 +225,13 @@ class Upstream:
             content = request.stream() if _has_body(scope) else None
         raw_path, query = _raw_target(scope)
         what = f"{scope['method']} {raw_path.decode('latin-1')}"
-        upstream_request = self.client.build_request(
-            scope["method"], self.url(raw_path, query), headers=headers, content=content
-        )
+        try:
+            upstream_request = self.client.build_request(
+                scope["method"], self.url(raw_path, query), headers=headers, content=content
+            )
+        except (httpx.InvalidURL, ValueError) as exc:  # e.g. a malformed percent escape
+            log.info("request target refused: %s (%s)", what, exc)
+            return ServeError(400, f"Invalid request target: {exc}").response()
         try:
             response = await self.client.send(upstream_request, stream=True)
         except httpx.HTTPError as exc:
