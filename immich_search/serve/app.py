@@ -42,7 +42,7 @@ from immich_search.errors import DatabaseUnavailableError
 from immich_search.serve import pages, smart_search
 from immich_search.serve.errors import BadRequest, PassThrough, ServeError, UpstreamAnswer, error_response
 from immich_search.serve.identity import Credentials, IdentityCache, identify
-from immich_search.serve.upstream import Upstream, forward_response_headers
+from immich_search.serve.upstream import CALLS, Upstream, forward_response_headers
 
 log = logging.getLogger("immich_search.serve")
 
@@ -53,6 +53,8 @@ DEADLINE_GRACE_SECONDS = 0.25
 """A search's own deadline comes this long after its Immich calls' (which then say which call was slow)."""
 ANSWERED_BY_HEADER = "X-Immich-Search"
 """Response header on the searches serve answered itself: ``ocr`` or ``plain``."""
+UPSTREAM_CALLS_HEADER = "X-Immich-Search-Upstream-Calls"
+"""Response header on the searches serve answered itself: how many calls to Immich the answer took."""
 
 
 class Searcher(Protocol):
@@ -185,6 +187,8 @@ class SearchService:
         except ServeError as error:
             return error.response()
         started = time.perf_counter()
+        calls = [0]
+        CALLS.set(calls)  # this request's own task: its Immich calls are counted here
         try:
             deadline = time.monotonic() + self.config.timeout
             answer = await asyncio.wait_for(
@@ -210,7 +214,7 @@ class SearchService:
             len(answer["assets"]["items"]),
             (time.perf_counter() - started) * 1000,
         )
-        return JSONResponse(answer, headers={ANSWERED_BY_HEADER: plan.kind})
+        return JSONResponse(answer, headers={ANSWERED_BY_HEADER: plan.kind, UPSTREAM_CALLS_HEADER: str(calls[0])})
 
     async def passthrough(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Every other request, HTTP or websocket: to Immich and back, unchanged."""

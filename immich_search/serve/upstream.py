@@ -13,6 +13,7 @@ answer within the timeout 504, both with Immich-style bodies (:mod:`immich_searc
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 
@@ -109,6 +110,10 @@ def _raw_target(scope: Mapping) -> tuple[bytes, bytes]:
     return escape_target(raw_path), escape_target(scope.get("query_string", b""))
 
 
+CALLS: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar("immich_search_upstream_calls", default=None)
+"""Where :meth:`Upstream.call` counts its calls for the search being answered (a one-item list), if set."""
+
+
 class Upstream:
     """Immich at ``base_url``: one pooled HTTP client for API calls and passthrough, and websocket relays.
 
@@ -193,6 +198,9 @@ class Upstream:
         Raises:
             ServeError: 502 when Immich cannot be reached or broke the exchange, 504 on a timeout.
         """
+        counter = CALLS.get()
+        if counter is not None:
+            counter[0] += 1
         try:
             return await self.client.request(
                 method,
