@@ -151,7 +151,7 @@ class SearchService:
         self.page_source = page_source
         self._clock = clock
         self._version: tuple[float, tuple[int, ...] | None] | None = None
-        self._version_logged: tuple[int, ...] | None = None
+        self._version_logged: object = _NOT_LOGGED
         self.upstream = Upstream(config.immich_url, timeout=config.timeout, transport=transport)
         self.identities = IdentityCache(config.auth_cache_seconds, clock=clock)
         self.scans = smart_search.ScanCache(config.scan_cache_seconds, clock=clock)
@@ -443,6 +443,9 @@ class SearchService:
             if isinstance(result, BaseException):
                 raise result
         return dict(zip(ids, results, strict=True))
+
+
+_NOT_LOGGED = object()
 
 
 def _remaining(deadline: float) -> float:
