@@ -72,6 +72,12 @@ def test_ocr_pages_equal_immichs_items_in_rank_order(real_immich, serve):
     for item in smart:
         assert item == immich_item(real_immich, key, item["id"])
     assert again.headers["x-immich-search-upstream-calls"] == "0"  # identity and version cached
+    # A smart search that also carries Immich's own `ocr` filter is Immich's to answer.
+    body = {"query": "ocr:发票", "ocr": "发票"}
+    served = httpx.post(f"{serve}/api/search/smart", json=body, headers={"x-api-key": key}, timeout=30)
+    direct = httpx.post(f"{real_immich.url}/api/search/smart", json=body, headers={"x-api-key": key}, timeout=30)
+    assert "x-immich-search" not in served.headers
+    assert (served.status_code, served.json()) == (direct.status_code, direct.json())
 
 
 def test_metadata_ocr_filters_applied_in_sql(real_immich, serve):

@@ -289,6 +289,8 @@ class SearchService:
             smart_search.validate(plan.body)
         if plan.kind == "ocr" and self.page_source is not None and await self._builds_pages(deadline):
             unhonoured = pages.unhonoured_filters(plan.body)
+            if plan.endpoint == "smart" and plan.body.get("ocr"):
+                unhonoured.append("ocr")  # Immich's own OCR filter on top of a smart search: Immich's to answer
             if unhonoured:
                 raise PassThrough(f"filters applied by Immich only: {', '.join(unhonoured)}")
             if self._search_slots is None:

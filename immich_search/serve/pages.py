@@ -337,7 +337,7 @@ def unhonoured_filters(body: Mapping[str, Any]) -> list[str]:
     may read), ``withDeleted``, ``trashedAfter``/``trashedBefore``, ``visibility`` ``hidden``/``locked``,
     ``withPeople`` and the text and path filters of metadata search (``description``, ``originalFileName``,
     ``originalPath``, ``checksum``, ``previewPath``, ``thumbnailPath``, ``encodedVideoPath``, ``deviceId``,
-    ``deviceAssetId``)."""
+    ``deviceAssetId``). (A smart search that also carries Immich's own ``ocr`` filter passes through too.)"""
     found = ["albumIds"] if body.get("albumIds") else []
     found += [name for name in ("withDeleted", "withPeople") if body.get(name) is True]
     found += [name for name in ("trashedAfter", "trashedBefore", *_METADATA_ONLY_STRINGS) if body.get(name)]
