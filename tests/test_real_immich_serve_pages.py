@@ -190,3 +190,51 @@ def raw_request(url: str, target: bytes) -> int:
 def test_odd_request_targets_never_give_a_500(real_immich, serve, target):
     served = raw_request(serve, target)
     assert served != 500 and served < 500, served
+
+
+def test_no_leak_through_either_endpoint(real_immich, serve):
+    """A photo of admin's with text, moved through archive, trash and the locked folder with Immich's own
+    API: through both endpoints each user finds it exactly when Immich would show it to them."""
+    from tests.real_immich import text_photo
+
+    admin, bob = real_immich.admin_key, real_immich.bob_key
+    asset = real_immich.upload(admin, text_photo("KESTREL 4711"), "kestrel.jpg")
+    token = real_immich.elevated_token("admin@example.com")
+    try:
+        ensure_indexed(real_immich)
+
+        def found(key: str) -> dict[str, bool]:
+            with httpx.Client(base_url=f"{serve}/api", headers={"x-api-key": key}, timeout=30) as client:
+                smart = answered(client.post("/search/smart", json={"query": "ocr:kestrel"}))
+                metadata = answered(client.post("/search/metadata", json={"ocr": "kestrel"}))
+            return {"smart": asset in {i["id"] for i in smart}, "metadata": asset in {i["id"] for i in metadata}}
+
+        both, neither = {"smart": True, "metadata": True}, {"smart": False, "metadata": False}
+        assert found(admin) == both and found(bob) == both  # bob: partner in timeline
+        real_immich.set_visibility(token, [asset], "archive")
+        assert found(admin) == both and found(bob) == neither  # a partner's archive is not shared
+        real_immich.set_visibility(token, [asset], "timeline")
+        real_immich.delete(admin, [asset], force=False)
+        assert found(admin) == neither and found(bob) == neither  # trashed
+        real_immich.restore(admin, [asset])
+        real_immich.set_visibility(token, [asset], "locked")
+        assert found(admin) == neither and found(bob) == neither  # the locked folder, even in a PIN session
+        with httpx.Client(base_url=f"{serve}/api", headers={"Authorization": f"Bearer {token}"}) as client:
+            assert asset not in {i["id"] for i in answered(client.post("/search/smart", json={"query": "ocr:kestrel"}))}
+    finally:
+        real_immich.set_visibility(token, [asset], "timeline")  # out of the locked folder, then deleted
+        real_immich.delete(admin, [asset], force=True)
+        real_immich.wait_until_gone(asset)
+
+
+@pytest.mark.parametrize(
+    "body, content_type",
+    [(b"{not json", "application/json"), (b'{"ocr": "x"}', "text/plain"), (b'{"ocr": 5}', "application/json")],
+    ids=["broken-json", "text-plain", "ocr-not-a-string"],
+)
+def test_odd_metadata_bodies_get_immichs_own_answer(real_immich, serve, body, content_type):
+    headers = {"x-api-key": real_immich.admin_key, "content-type": content_type}
+    served = httpx.post(f"{serve}/api/search/metadata", content=body, headers=headers, timeout=30)
+    direct = httpx.post(f"{real_immich.url}/api/search/metadata", content=body, headers=headers, timeout=30)
+    assert served.status_code == direct.status_code and served.status_code < 500
+    assert "x-immich-search" not in served.headers
