@@ -1,18 +1,23 @@
 """The ASGI application of ``immich-search serve`` (Starlette).
 
 ``POST /api/search/smart`` whose query serve answers (``ocr:...``, and plain or ``clip:`` queries when a
-plain-query searcher is configured) is ranked by immich_search and answered in Immich's own
-``SearchResponseDto``; everything else, websockets included, passes through to Immich
-(:mod:`immich_search.serve.upstream`). The steps of an answered search:
+plain-query searcher is configured), and ``POST /api/search/metadata`` with ``ocr`` (the search bar's own
+OCR type), are ranked by immich_search and answered in Immich's own ``SearchResponseDto``; everything else,
+websockets included, passes through to Immich (:mod:`immich_search.serve.upstream`). The steps of an
+answered ``ocr:`` search:
 
 1. who is calling: Immich's ``GET /api/users/me`` with the caller's credentials (cached briefly);
-2. the body checked as Immich checks a ``SmartSearchDto`` (400 with Immich's error shape otherwise);
-3. the ranking, run in a worker thread: asset ids the caller may see, best first;
-4. each asset's ``AssetResponseDto`` from ``GET /api/assets/{id}`` with the caller's credentials,
-   concurrently, kept in rank order; what Immich refuses, or what is trashed, locked, hidden or a
-   partner's archive, is dropped.
+2. the body checked as Immich checks it (smart search: a 400 in Immich's shape; metadata search: passed
+   through, so that Immich says what is wrong);
+3. which Immich it is (``GET /api/server/version``, cached): for a version whose items the parity test
+   covers (:data:`~immich_search.serve.pages.PARITY_VERSIONS`), one database query checks the credential
+   in Immich's tables and builds the whole page (:func:`~immich_search.serve.pages.ocr_page`);
+4. otherwise (and for plain queries) the ranking in a worker thread, then each asset's ``AssetResponseDto``
+   from ``GET /api/assets/{id}`` with the caller's credentials, concurrently, kept in rank order; what
+   Immich refuses, or what is trashed, locked, hidden or a partner's archive, is dropped.
 
-A search that is not answered within the timeout gets a 504, an unreachable Immich a 502.
+A search that is not answered within the timeout gets a 504, an unreachable Immich a 502, an unreachable
+database a 503.
 """
 
 from __future__ import annotations
