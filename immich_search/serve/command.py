@@ -81,7 +81,7 @@ def serve(
     from immich_search.errors import ImmichSearchError
     from immich_search.ranking.ocr_search import search_ocr
     from immich_search.serve.app import ServeConfig, create_app
-    from immich_search.serve.pages import SERVE_POOL, ocr_page
+    from immich_search.serve.pages import SERVE_POOL, ocr_page, warm_up
     from immich_search.serve.searchers import build_plain_searcher, ocr_searcher, with_statement_timeout
     from immich_search.serve.upstream import Upstream
 
@@ -106,6 +106,7 @@ def serve(
             config, ocr_searcher=ocr_searcher(pool), plain_searcher=plain, page_source=partial(ocr_page, pool)
         )
         search_ocr(pool, "ocr:warm up", WARM_UP_USER, limit=1)
+        warm_up(pool, WARM_UP_USER)
         click.echo(
             f"immich-search serve: listening on http://{host}:{port} in front of Immich at "
             f"{app.state.service.upstream.display}; ocr: queries answered here, plain queries {plain_described}"

@@ -392,3 +392,13 @@ def items_by_id(pool, ids: list[str], request: PageRequest) -> list[dict]:
     with pool.connection() as conn:
         rows = conn.execute(query("serve_ocr_page"), params, prepare=False).fetchall()
     return [item_from_row(name, item, exif, request.with_exif) for name, item, exif in rows]
+
+
+def warm_up(pool, user_id: str) -> None:
+    """Build one (empty) page for ``user_id`` (a user who sees nothing) with a Chinese query: loads jieba's
+    dictionary (seconds) and checks the page query against this database before the first real search.
+
+    Raises:
+        psycopg.Error: the page query does not run on this database (e.g. Immich's tables differ).
+    """
+    ocr_page(pool, "ocr:发票 warm up", PageRequest(user_id, 1, 1, True, {}))
