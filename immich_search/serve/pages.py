@@ -394,11 +394,20 @@ def items_by_id(pool, ids: list[str], request: PageRequest) -> list[dict]:
     return [item_from_row(name, item, exif, request.with_exif) for name, item, exif in rows]
 
 
-def warm_up(pool, user_id: str) -> None:
+def warm_up(pool, user_id: str) -> bool:
     """Build one (empty) page for ``user_id`` (a user who sees nothing) with a Chinese query: loads jieba's
     dictionary (seconds) and checks the page query against this database before the first real search.
 
-    Raises:
-        psycopg.Error: the page query does not run on this database (e.g. Immich's tables differ).
+    Returns whether the page query ran. When it does not (an Immich whose tables differ from v3.1's), a
+    warning is logged and nothing is raised: serve then only uses it for the versions it was checked on.
     """
-    ocr_page(pool, "ocr:发票 warm up", PageRequest(user_id, 1, 1, True, {}))
+    import logging
+
+    import psycopg
+
+    try:
+        ocr_page(pool, "ocr:发票 warm up", PageRequest(user_id, 1, 1, True, {}))
+    except psycopg.Error as exc:
+        logging.getLogger("immich_search.serve").warning("the page query does not run on this database: %s", exc)
+        return False
+    return True
