@@ -250,6 +250,12 @@ def main() -> int:
         help="against the real Immich named by REAL_IMMICH_* (uploads --photos photos: a dedicated instance!)",
     )
     parser.add_argument("--photos", type=int, default=500, help="--real-immich: benchmark photos (default 500)")
+    parser.add_argument(
+        "--index",
+        choices=["sync", "drawn"],
+        default="sync",
+        help="--real-immich: index the photos by OCR (sync, default) or by the text they were drawn with",
+    )
     args = parser.parse_args()
     if args.real_immich:
         import serve_load_real
