@@ -24,11 +24,17 @@ to the upstream, so the figures measure the fake Immich's speed as much as serve
 configurations on one machine, not installations. The clients share this machine's CPUs with both
 servers and the database.
 
+``--real-immich`` measures against a real Immich server instead (``benchmarks/serve_load_real.py``:
+serve's ``ocr:`` page of 100 next to Immich's own metadata page of 100, with CPU of serve, Immich and
+PostgreSQL). It uploads 500 photos to that server: use a dedicated instance.
+
 Usage::
 
     .venv/bin/python benchmarks/serve_load.py                       # embedded PostgreSQL, 2000 photos
     .venv/bin/python benchmarks/serve_load.py --seconds 10 --json serve_load.json
     .venv/bin/python benchmarks/serve_load.py --database-url postgresql://.../scratch
+    set -a; eval "$(REAL_IMMICH_DIR=... REAL_IMMICH_PORT=... ../shared/real-immich/psql.sh --env)"; set +a
+    .venv/bin/python benchmarks/serve_load.py --real-immich --seconds 20 --json serve_real.json
 """
 
 from __future__ import annotations
@@ -238,7 +244,29 @@ def main() -> int:
     parser.add_argument("--clients", default="1,8,32", help="concurrency levels, comma-separated (default 1,8,32)")
     parser.add_argument("--no-passthrough", action="store_true", help="skip the passthrough measurements")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument(
+        "--real-immich",
+        action="store_true",
+        help="against the real Immich named by REAL_IMMICH_* (uploads --photos photos: a dedicated instance!)",
+    )
+    parser.add_argument("--photos", type=int, default=500, help="--real-immich: benchmark photos (default 500)")
+    parser.add_argument(
+        "--index",
+        choices=["sync", "drawn"],
+        default="sync",
+        help="--real-immich: index the photos by OCR (sync, default) or by the text they were drawn with",
+    )
     args = parser.parse_args()
+    if args.real_immich:
+        import serve_load_real
+
+        if args.clients == "1,8,32":
+            args.clients = "1,8"
+        figures = serve_load_real.run(args)
+        serve_load_real.report(figures)
+        if args.json:
+            args.json.write_text(json.dumps(figures, indent=2), encoding="utf-8")
+        return 0
 
     temp_dir = None
     server = None

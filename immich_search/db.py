@@ -43,8 +43,23 @@ def connect(url: str, *, autocommit: bool = False) -> psycopg.Connection:
     return conn
 
 
-def open_pool(url: str, *, min_size: int = 1, max_size: int = 4) -> ConnectionPool:
+def open_pool(
+    url: str,
+    *,
+    min_size: int = 1,
+    max_size: int = 4,
+    wait_timeout: float = 30.0,
+    connect_timeout: int = CONNECT_TIMEOUT_S,
+    check: bool = False,
+) -> ConnectionPool:
     """Open a connection pool on ``url``; connections have pgvector's type registered.
+
+    Args:
+        wait_timeout: seconds a caller waits for a connection before ``PoolTimeout`` (an
+            ``OperationalError``): with the database down, how soon a request fails.
+        connect_timeout: seconds libpq waits for the server on each new connection (libpq's minimum is 2).
+        check: test each connection as it is handed out (one empty round trip), so that connections
+            broken by a database restart are replaced instead of failing a request.
 
     Raises:
         DatabaseUnavailableError: no connection could be made within ``CONNECT_TIMEOUT_S`` seconds.
@@ -55,8 +70,10 @@ def open_pool(url: str, *, min_size: int = 1, max_size: int = 4) -> ConnectionPo
         url,
         min_size=min_size,
         max_size=max_size,
-        kwargs={"connect_timeout": CONNECT_TIMEOUT_S},
+        kwargs={"connect_timeout": connect_timeout},
         configure=_register_vector,
+        check=ConnectionPool.check_connection if check else None,
+        timeout=wait_timeout,
         open=False,
     )
     pool.open(wait=True, timeout=CONNECT_TIMEOUT_S * 2)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import click
@@ -81,6 +82,7 @@ def serve(
     from immich_search.errors import ImmichSearchError
     from immich_search.ranking.ocr_search import search_ocr
     from immich_search.serve.app import ServeConfig, create_app
+    from immich_search.serve.pages import SERVE_POOL, ocr_page, warm_up
     from immich_search.serve.searchers import build_plain_searcher, ocr_searcher, with_statement_timeout
     from immich_search.serve.upstream import Upstream
 
@@ -96,13 +98,16 @@ def serve(
     config = ServeConfig(immich_url=immich_url, timeout=timeout, auth_cache_seconds=auth_cache_seconds)
     url = settings.resolve_url()
     require_migrated(url)
-    with open_pool(with_statement_timeout(url, timeout), max_size=db_pool_size) as pool:
+    with open_pool(with_statement_timeout(url, timeout), max_size=db_pool_size, **SERVE_POOL) as pool:
         try:
             plain, plain_described = build_plain_searcher(pool, plain_queries, clip_model_dir, clip_arch)
         except ImmichSearchError as exc:
             raise click.ClickException(str(exc)) from exc
-        app = create_app(config, ocr_searcher=ocr_searcher(pool), plain_searcher=plain)
+        app = create_app(
+            config, ocr_searcher=ocr_searcher(pool), plain_searcher=plain, page_source=partial(ocr_page, pool)
+        )
         search_ocr(pool, "ocr:warm up", WARM_UP_USER, limit=1)
+        warm_up(pool, WARM_UP_USER)
         click.echo(
             f"immich-search serve: listening on http://{host}:{port} in front of Immich at "
             f"{app.state.service.upstream.display}; ocr: queries answered here, plain queries {plain_described}"

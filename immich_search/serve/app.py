@@ -1,18 +1,23 @@
 """The ASGI application of ``immich-search serve`` (Starlette).
 
 ``POST /api/search/smart`` whose query serve answers (``ocr:...``, and plain or ``clip:`` queries when a
-plain-query searcher is configured) is ranked by immich_search and answered in Immich's own
-``SearchResponseDto``; everything else, websockets included, passes through to Immich
-(:mod:`immich_search.serve.upstream`). The steps of an answered search:
+plain-query searcher is configured), and ``POST /api/search/metadata`` with ``ocr`` (the search bar's own
+OCR type), are ranked by immich_search and answered in Immich's own ``SearchResponseDto``; everything else,
+websockets included, passes through to Immich (:mod:`immich_search.serve.upstream`). The steps of an
+answered ``ocr:`` search:
 
 1. who is calling: Immich's ``GET /api/users/me`` with the caller's credentials (cached briefly);
-2. the body checked as Immich checks a ``SmartSearchDto`` (400 with Immich's error shape otherwise);
-3. the ranking, run in a worker thread: asset ids the caller may see, best first;
-4. each asset's ``AssetResponseDto`` from ``GET /api/assets/{id}`` with the caller's credentials,
-   concurrently, kept in rank order; what Immich refuses, or what is trashed, locked, hidden or a
-   partner's archive, is dropped.
+2. the body checked as Immich checks it (smart search: a 400 in Immich's shape; metadata search: passed
+   through, so that Immich says what is wrong);
+3. which Immich it is (``GET /api/server/version``, cached): for a version whose items the parity test
+   covers (:data:`~immich_search.serve.pages.PARITY_VERSIONS`), one database query checks the credential
+   in Immich's tables and builds the whole page (:func:`~immich_search.serve.pages.ocr_page`);
+4. otherwise (and for plain queries) the ranking in a worker thread, then each asset's ``AssetResponseDto``
+   from ``GET /api/assets/{id}`` with the caller's credentials, concurrently, kept in rank order; what
+   Immich refuses, or what is trashed, locked, hidden or a partner's archive, is dropped.
 
-A search that is not answered within the timeout gets a 504, an unreachable Immich a 502.
+A search that is not answered within the timeout gets a 504, an unreachable Immich a 502, an unreachable
+database a 503.
 """
 
 from __future__ import annotations
@@ -39,19 +44,22 @@ from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from immich_search.errors import DatabaseUnavailableError
-from immich_search.serve import smart_search
+from immich_search.serve import pages, smart_search
 from immich_search.serve.errors import BadRequest, PassThrough, ServeError, UpstreamAnswer, error_response
 from immich_search.serve.identity import Credentials, IdentityCache, identify
-from immich_search.serve.upstream import Upstream, forward_response_headers
+from immich_search.serve.upstream import CALLS, Upstream, forward_response_headers
 
 log = logging.getLogger("immich_search.serve")
 
 SMART_SEARCH_PATHS = ("/api/search/smart", "/api/search/smart/")
+METADATA_SEARCH_PATHS = ("/api/search/metadata", "/api/search/metadata/")
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 DEADLINE_GRACE_SECONDS = 0.25
 """A search's own deadline comes this long after its Immich calls' (which then say which call was slow)."""
 ANSWERED_BY_HEADER = "X-Immich-Search"
 """Response header on the searches serve answered itself: ``ocr`` or ``plain``."""
+UPSTREAM_CALLS_HEADER = "X-Immich-Search-Upstream-Calls"
+"""Response header on the searches serve answered itself: how many calls to Immich the answer took."""
 
 
 class Searcher(Protocol):
@@ -64,6 +72,19 @@ class Searcher(Protocol):
 
     def __call__(self, text: str, user_id: str, *, limit: int, offset: int) -> Sequence[Any]:
         """Return up to ``limit`` hits from rank ``offset`` (0-based) on."""
+
+
+class PageSource(Protocol):
+    """Builds a page in the database: :func:`immich_search.serve.pages.ocr_page` with its pool bound.
+
+    Called in a worker thread; returns ``(items, has_next)``; raises
+    :class:`~immich_search.serve.pages.CredentialRefused` or a database error.
+    """
+
+    def __call__(
+        self, text: str, request: pages.PageRequest, credential: pages.DatabaseCredential | None = None
+    ) -> tuple[list[dict], bool]:
+        """Return one page of ``AssetResponseDto`` items and whether a next page exists."""
 
 
 @dataclass(frozen=True)
@@ -80,6 +101,8 @@ class ServeConfig:
             deadline), so that under load some searches finish in time rather than all of them late.
         max_scan: ranked hits read at most per filtered query (deeper pages are empty).
         scan_cache_seconds: how long a filtered ranking's progress is kept for its next pages.
+        version_cache_seconds: how long Immich's ``/api/server/version`` answer is reused (it decides
+            whether pages are built in the database, :data:`~immich_search.serve.pages.PARITY_VERSIONS`).
     """
 
     immich_url: str
@@ -90,6 +113,7 @@ class ServeConfig:
     max_concurrent_searches: int = 8
     max_scan: int = 5000
     scan_cache_seconds: float = 300.0
+    version_cache_seconds: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -98,6 +122,7 @@ class _Plan:
     searcher: Searcher
     query: str
     body: dict
+    endpoint: str = "smart"  # "smart" | "metadata"
 
 
 class SearchService:
@@ -107,6 +132,9 @@ class SearchService:
         config: the settings.
         ocr_searcher: answers ``ocr:`` queries.
         plain_searcher: answers plain and ``clip:`` queries; ``None`` passes them through to Immich.
+        page_source: builds ``ocr:`` pages in the database (:func:`immich_search.serve.pages.ocr_page`
+            bound to a pool); ``None``, or an Immich version outside ``PARITY_VERSIONS``, fetches each item
+            with ``GET /api/assets/{id}`` instead.
         transport: an httpx transport for the upstream (tests pass ``httpx.ASGITransport(fake_immich)``).
         clock: seconds, for the caches (default :func:`time.monotonic`).
 
@@ -120,10 +148,15 @@ class SearchService:
         *,
         ocr_searcher: Searcher,
         plain_searcher: Searcher | None = None,
+        page_source: PageSource | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         clock=time.monotonic,
     ) -> None:
         self.config = config
+        self.page_source = page_source
+        self._clock = clock
+        self._version: tuple[float, tuple[int, ...] | None] | None = None
+        self._version_logged: object = _NOT_LOGGED
         self.upstream = Upstream(config.immich_url, timeout=config.timeout, transport=transport)
         self.identities = IdentityCache(config.auth_cache_seconds, clock=clock)
         self.scans = smart_search.ScanCache(config.scan_cache_seconds, clock=clock)
@@ -139,18 +172,28 @@ class SearchService:
 
     async def smart_search(self, request: Request) -> Response:
         """``POST /api/search/smart``: answer the queries serve ranks, pass the others through."""
+        return await self._search_route(request, "smart")
+
+    async def metadata_search(self, request: Request) -> Response:
+        """``POST /api/search/metadata``: answer one with ``ocr`` (the search bar's OCR type) from our
+        ranking when its filters can be applied in SQL; pass every other one through."""
+        return await self._search_route(request, "metadata")
+
+    async def _search_route(self, request: Request, endpoint: str) -> Response:
         try:
             body = await self._read_body(request)
         except ServeError as error:
             return error.response()
         try:
-            plan = self._plan(request, body)
+            plan = self._plan(request, body) if endpoint == "smart" else self._plan_metadata(request, body)
         except PassThrough as passing:
             log.debug("search passed through: %s", passing.reason)
             return await self.upstream.proxy(request, body=passing.body if passing.body is not None else body)
         except ServeError as error:
             return error.response()
         started = time.perf_counter()
+        calls = [0]
+        CALLS.set(calls)  # this request's own task: its Immich calls are counted here
         try:
             deadline = time.monotonic() + self.config.timeout
             answer = await asyncio.wait_for(
@@ -176,7 +219,7 @@ class SearchService:
             len(answer["assets"]["items"]),
             (time.perf_counter() - started) * 1000,
         )
-        return JSONResponse(answer, headers={ANSWERED_BY_HEADER: plan.kind})
+        return JSONResponse(answer, headers={ANSWERED_BY_HEADER: plan.kind, UPSTREAM_CALLS_HEADER: str(calls[0])})
 
     async def passthrough(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Every other request, HTTP or websocket: to Immich and back, unchanged."""
@@ -222,11 +265,45 @@ class SearchService:
             return _Plan("plain", self.plain_searcher, query, data)
         raise PassThrough(f"{mode} query, no plain-query searcher configured", body=_for_immich(query, data))
 
+    def _plan_metadata(self, request: Request, body: bytes) -> _Plan:
+        """A metadata search with ``ocr`` text is ours; anything else, or anything Immich would refuse
+        (bad JSON, a field its schema rejects), is Immich's to answer, in its own words."""
+        if self.page_source is None:
+            raise PassThrough("no database pages")
+        if Credentials.from_request(request).shared_link:
+            raise PassThrough("shared link")
+        media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if media_type != "application/json":
+            raise PassThrough(f"content type {media_type or 'missing'}")
+        try:
+            data = smart_search.parse_json_body(body)
+        except BadRequest as error:
+            raise PassThrough(error.message) from None
+        if not isinstance(data, dict) or not isinstance(data.get("ocr"), str) or not data["ocr"].strip():
+            raise PassThrough("no ocr text")
+        problems = pages.metadata_problems(data)
+        if problems:
+            raise PassThrough(f"Immich rejects this body: {problems}")
+        return _Plan("ocr", self.ocr_searcher, data["ocr"].strip(), data, endpoint="metadata")
+
     async def _answer(self, request: Request, plan: _Plan, deadline: float) -> dict:
         """Answer an ``ocr:`` (or plain) search; Immich's calls must all be done by ``deadline`` (monotonic)."""
         credentials = Credentials.from_request(request)
         user = await identify(self.upstream, credentials, self.identities, timeout=_remaining(deadline))
-        smart_search.validate(plan.body)
+        if plan.endpoint == "smart":
+            smart_search.validate(plan.body)
+        if plan.kind == "ocr" and self.page_source is not None and await self._builds_pages(deadline):
+            unhonoured = pages.unhonoured_filters(plan.body)
+            if plan.endpoint == "smart" and plan.body.get("ocr"):
+                unhonoured.append("ocr")  # Immich's own OCR filter on top of a smart search: Immich's to answer
+            if unhonoured:
+                raise PassThrough(f"filters applied by Immich only: {', '.join(unhonoured)}")
+            if self._search_slots is None:
+                self._search_slots = asyncio.Semaphore(self.config.max_concurrent_searches)
+            async with self._search_slots:
+                return await self._database_page(plan, credentials, user["id"])
+        if plan.endpoint == "metadata":
+            raise PassThrough("this Immich version's items are not built here")
         passed = smart_search.passed_through_filters(plan.body)
         if passed:
             raise PassThrough(f"filters serve does not apply: {', '.join(passed)}")
@@ -234,6 +311,60 @@ class SearchService:
             self._search_slots = asyncio.Semaphore(self.config.max_concurrent_searches)
         async with self._search_slots:
             return await self._search(plan, credentials, user["id"], deadline)
+
+    async def _builds_pages(self, deadline: float) -> bool:
+        """Whether Immich's version is one whose items serve builds itself (``/api/server/version``,
+        cached ``version_cache_seconds``); logs once per version when it is not."""
+        now = self._clock()
+        if self._version is None or self._version[0] <= now:
+            version = await self._immich_version(deadline)
+            self._version = (now + self.config.version_cache_seconds, version)
+        version = self._version[1]
+        supported = version is not None and tuple(version[:2]) in pages.PARITY_VERSIONS
+        if not supported and self._version_logged != version:
+            self._version_logged = version
+            shown = ".".join(map(str, version)) if version else "unknown"
+            log.warning(
+                "Immich %s is not a version whose search items immich-search builds itself (%s): "
+                "each ocr: result is fetched with GET /api/assets/{id} instead (slower), and metadata "
+                "searches with ocr pass through to Immich",
+                shown,
+                ", ".join(f"{major}.{minor}" for major, minor in pages.PARITY_VERSIONS),
+            )
+        return supported
+
+    async def _immich_version(self, deadline: float) -> tuple[int, ...] | None:
+        response = await self.upstream.call(
+            "GET", "/api/server/version", headers=(("accept", "application/json"),), timeout=_remaining(deadline)
+        )
+        try:
+            data = response.json() if response.status_code == 200 else None
+            return tuple(int(data[part]) for part in ("major", "minor", "patch"))
+        except (ValueError, TypeError, KeyError):
+            return None
+
+    async def _database_page(self, plan: _Plan, credentials: Credentials, user_id: str) -> dict:
+        default_size = smart_search.DEFAULT_PAGE_SIZE if plan.endpoint == "smart" else pages.METADATA_PAGE_SIZE
+        page = int(plan.body.get("page") or 1)
+        size = int(plan.body.get("size") or default_size)
+        if (page - 1) * size + size + 1 > smart_search.MAX_OFFSET:
+            return smart_search.search_response([], None)
+        request = pages.PageRequest(
+            user_id=user_id,
+            page=page,
+            size=size,
+            with_exif=plan.body.get("withExif") is True,
+            filters=pages.honoured_filters(plan.body),
+            scan=self.config.max_scan,
+        )
+        try:
+            items, has_next = await run_in_threadpool(self.page_source, plan.query, request, credentials.database)
+        except pages.CredentialRefused as refused:
+            self.identities.drop(credentials.cache_key)
+            raise PassThrough(str(refused)) from None
+        except Exception as exc:
+            raise _search_error(exc) from exc
+        return smart_search.search_response(items, str(page + 1) if has_next else None)
 
     async def _search(self, plan: _Plan, credentials: Credentials, user_id: str, deadline: float) -> dict:
         page = int(plan.body.get("page") or 1)
@@ -321,6 +452,9 @@ class SearchService:
         return dict(zip(ids, results, strict=True))
 
 
+_NOT_LOGGED = object()
+
+
 def _remaining(deadline: float) -> float:
     return max(0.001, deadline - time.monotonic())
 
@@ -369,6 +503,7 @@ def create_app(
     *,
     ocr_searcher: Searcher,
     plain_searcher: Searcher | None = None,
+    page_source: PageSource | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
     clock=time.monotonic,
 ) -> Starlette:
@@ -381,7 +516,12 @@ def create_app(
         ValueError: ``config.immich_url`` is not an http(s) URL.
     """
     service = SearchService(
-        config, ocr_searcher=ocr_searcher, plain_searcher=plain_searcher, transport=transport, clock=clock
+        config,
+        ocr_searcher=ocr_searcher,
+        plain_searcher=plain_searcher,
+        page_source=page_source,
+        transport=transport,
+        clock=clock,
     )
 
     @contextlib.asynccontextmanager
@@ -390,6 +530,7 @@ def create_app(
         await service.aclose()
 
     routes = [Route(path, service.smart_search, methods=["POST"]) for path in SMART_SEARCH_PATHS]
+    routes += [Route(path, service.metadata_search, methods=["POST"]) for path in METADATA_SEARCH_PATHS]
     routes.append(Mount("", app=service.passthrough))
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={Exception: _server_error})
     app.state.service = service

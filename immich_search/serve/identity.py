@@ -12,9 +12,11 @@ from our tables: such requests pass through to Immich.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 import time
+import urllib.parse
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +24,7 @@ from dataclasses import dataclass
 from starlette.requests import Request
 
 from immich_search.serve.errors import PassThrough, ServeError, UpstreamAnswer
+from immich_search.serve.pages import DatabaseCredential
 from immich_search.serve.upstream import Upstream
 
 ACCESS_COOKIE = "immich_access_token"
@@ -44,13 +47,24 @@ class Credentials:
             credential headers, the whole ``Cookie`` header, ``User-Agent``).
         params: credential query parameters (``apiKey``, ``sessionKey``) to send along.
         shared_link: the request uses a shared link (Immich's own rules apply: pass it through).
-        cache_key: a digest of the credential values; ``None`` when the request carries none.
+        cache_key: a digest of the credential Immich authenticates the request by (:func:`immich_credential`);
+            ``None`` when the request carries none.
+        effective: that credential as ``(kind, value)``, kind ``"session"`` or ``"api_key"``.
     """
 
     headers: tuple[tuple[str, str], ...]
     params: tuple[tuple[str, str], ...]
     shared_link: bool
     cache_key: str | None
+    effective: tuple[str, str] | None = None
+
+    @property
+    def database(self) -> DatabaseCredential | None:
+        """The credential as Immich's tables store it (sha256), for :func:`.pages.check_credential`."""
+        if self.effective is None:
+            return None
+        kind, value = self.effective
+        return DatabaseCredential(kind, hashlib.sha256(value.encode("utf-8", "surrogatepass")).digest())
 
     @classmethod
     def from_request(cls, request: Request) -> Credentials:
@@ -58,20 +72,76 @@ class Credentials:
         found = request.headers
         query = request.query_params
         headers = [(name, found[name]) for name in CREDENTIAL_HEADERS if name in found]
-        if "cookie" in found:
-            headers.append(("cookie", found["cookie"]))
+        if "cookie" in found:  # every Cookie header, as Immich reads them (joined)
+            headers.append(("cookie", "; ".join(found.getlist("cookie"))))
         headers += [(name, found[name]) for name in CONTEXT_HEADERS if name in found]
         params = tuple((name, query[name]) for name in CREDENTIAL_PARAMS if name in query)
         shared = any(found.get(name) for name in SHARED_LINK_HEADERS) or any(
             query.get(name) for name in SHARED_LINK_PARAMS
         )
-        material = [found.get(name, "") for name in CREDENTIAL_HEADERS]
-        material.append(request.cookies.get(ACCESS_COOKIE, ""))
-        material += [query.get(name, "") for name in CREDENTIAL_PARAMS]
+        effective = immich_credential(request)
         cache_key = None
-        if any(material):
-            cache_key = hashlib.sha256("\x00".join(material).encode("utf-8", "surrogatepass")).hexdigest()
-        return cls(tuple(headers), params, shared, cache_key)
+        if effective is not None:
+            # The credential Immich reads, and only it: two requests share an identity only when Immich
+            # authenticates them by the same secret.
+            kind, value = effective
+            cache_key = hashlib.sha256(f"{kind}\x00{value}".encode("utf-8", "surrogatepass")).hexdigest()
+        return cls(tuple(headers), params, shared, cache_key, effective)
+
+
+def parse_cookie(header: str) -> dict[str, str]:
+    """Parse a ``Cookie`` header as Immich does (the ``cookie`` package 1.x, ``parseCookie``).
+
+    The FIRST value of a repeated name wins (Starlette keeps the last), names and values are trimmed of
+    spaces and tabs, and a value with ``%`` is URI-decoded when it decodes.
+    """
+    found: dict[str, str] = {}
+    index, length = 0, len(header)
+    while index < length:
+        eq = header.find("=", index)
+        if eq == -1:
+            break
+        end = header.find(";", index)
+        end = length if end == -1 else end
+        if eq > end:
+            index = header.rfind(";", 0, eq) + 1
+            continue
+        name = header[index:eq].strip(" \t")
+        if name not in found:
+            value = header[eq + 1 : end].strip(" \t")
+            if "%" in value:
+                with contextlib.suppress(UnicodeDecodeError, ValueError):
+                    value = urllib.parse.unquote(value, errors="strict")
+            found[name] = value
+        index = end + 1
+    return found
+
+
+def immich_credential(request: Request) -> tuple[str, str] | None:
+    """Return the credential Immich authenticates ``request`` by, as ``(kind, value)``, or ``None``.
+
+    Immich's order (``AuthService.validate``): a session token from ``x-immich-user-token``,
+    ``x-immich-session-token``, ``?sessionKey=``, ``Authorization: Bearer`` or the cookie
+    ``immich_access_token`` (first that is non-empty), else an API key from ``x-api-key`` or ``?apiKey=``.
+    Several ``Cookie`` headers are read as one, joined by ``; `` (as Node.js joins them).
+    """
+    headers, query = request.headers, request.query_params
+    bearer = ""
+    kind, _, token = headers.get("authorization", "").partition(" ")
+    if kind.lower() == "bearer":
+        bearer = token.split(" ", 1)[0]
+    cookie = parse_cookie("; ".join(headers.getlist("cookie"))).get(ACCESS_COOKIE, "")
+    session = (
+        headers.get("x-immich-user-token")
+        or headers.get("x-immich-session-token")
+        or query.get("sessionKey")
+        or bearer
+        or cookie
+    )
+    if session:
+        return "session", session
+    api_key = headers.get("x-api-key") or query.get("apiKey")
+    return ("api_key", api_key) if api_key else None
 
 
 class IdentityCache:
@@ -100,6 +170,11 @@ class IdentityCache:
             del self._entries[key]
             return None
         return entry[1]
+
+    def drop(self, key: str | None) -> None:
+        """Forget ``key`` (its credential was found revoked): the next search asks Immich again."""
+        if key is not None:
+            self._entries.pop(key, None)
 
     def put(self, key: str | None, user: dict) -> None:
         """Remember ``user`` for ``key`` for ``ttl_seconds``."""

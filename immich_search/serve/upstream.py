@@ -13,6 +13,7 @@ answer within the timeout 504, both with Immich-style bodies (:mod:`immich_searc
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 
@@ -94,9 +95,23 @@ def _has_body(scope: Mapping) -> bool:
     return False
 
 
+_TARGET_SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~!$&'()*+,;=:@/%?")
+"""Bytes a request target may carry as they are (RFC 3986 pchar, ``/``, ``?`` and ``%``)."""
+
+
+def escape_target(raw: bytes) -> bytes:
+    """Percent-encode the bytes of a request path or query that may not stand in a URL as they are
+    (``#``, spaces, quotes, controls, bytes >= 0x80 ...), as a browser sends them; others are kept."""
+    return b"".join(bytes((byte,)) if byte in _TARGET_SAFE else b"%%%02X" % byte for byte in raw)
+
+
 def _raw_target(scope: Mapping) -> tuple[bytes, bytes]:
     raw_path = scope.get("raw_path") or scope["path"].encode("utf-8")
-    return raw_path, scope.get("query_string", b"")
+    return escape_target(raw_path), escape_target(scope.get("query_string", b""))
+
+
+CALLS: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar("immich_search_upstream_calls", default=None)
+"""Where :meth:`Upstream.call` counts its calls for the search being answered (a one-item list), if set."""
 
 
 class Upstream:
@@ -183,6 +198,9 @@ class Upstream:
         Raises:
             ServeError: 502 when Immich cannot be reached or broke the exchange, 504 on a timeout.
         """
+        counter = CALLS.get()
+        if counter is not None:
+            counter[0] += 1
         try:
             return await self.client.request(
                 method,
@@ -215,9 +233,13 @@ class Upstream:
             content = request.stream() if _has_body(scope) else None
         raw_path, query = _raw_target(scope)
         what = f"{scope['method']} {raw_path.decode('latin-1')}"
-        upstream_request = self.client.build_request(
-            scope["method"], self.url(raw_path, query), headers=headers, content=content
-        )
+        try:
+            upstream_request = self.client.build_request(
+                scope["method"], self.url(raw_path, query), headers=headers, content=content
+            )
+        except (httpx.InvalidURL, ValueError) as exc:  # e.g. a malformed percent escape
+            log.info("request target refused: %s (%s)", what, exc)
+            return ServeError(400, f"Invalid request target: {exc}").response()
         try:
             response = await self.client.send(upstream_request, stream=True)
         except httpx.HTTPError as exc:
