@@ -127,14 +127,14 @@ def search(
             f"[yellow]the query is longer than {MAX_QUERY_CHARS} characters: only its beginning is searched[/yellow]"
         )
     chosen = Mode(mode) if mode else parsed.mode
-    model = None
-    if chosen is not Mode.OCR:
-        model, why_not = load_clip_model(True if chosen is Mode.CLIP else clip, clip_model_dir, clip_arch, "text")
-        if why_not:
-            err_console.print(f"[yellow]{why_not}[/yellow]\n[yellow]ranking by OCR text only.[/yellow]")
     with open_pool(url) as pool:
         with pool.connection() as conn:
             require_migrated(conn)  # on the pool's connection: a search opens no other
+        model = None
+        if chosen is not Mode.OCR:
+            model, why_not = load_clip_model(True if chosen is Mode.CLIP else clip, clip_model_dir, clip_arch, "text")
+            if why_not:
+                err_console.print(f"[yellow]{why_not}[/yellow]\n[yellow]ranking by OCR text only.[/yellow]")
         user_id, _ = resolve_user(pool, who)
         hits = search_query(
             pool,

@@ -113,11 +113,11 @@ def sync(
         batch_size=batch_size,
     )
     source = build_source(spec)  # a wrong media root, URL or missing key is reported before anything else
-    warning = getattr(source, "layout_warning", lambda: None)()
-    if warning:
-        click.echo(f"warning: {warning}", err=True)  # one line: it often lands in a log
     url = settings.resolve_url()
     require_migrated(url)
+    warning = getattr(source, "layout_warning", lambda: None)()
+    if warning:  # before anything is queued
+        click.echo(f"warning: {warning}", err=True)  # one line: it often lands in a log
     model, why_not = load_clip_model(clip, clip_model_dir, clip_arch, "image")
     if why_not:
         err_console.print(f"[yellow]{why_not}[/yellow]\n[yellow]indexing OCR text only.[/yellow]")
