@@ -177,6 +177,16 @@ def conn(server, migrated_template):
         yield connection
 
 
+@pytest.fixture(scope="module")
+def first_release_conn(server, immich_template):
+    """One autocommit connection to a database at revision 0001, where the v1 functions that revision 0005
+    drops (fold_v1, segments_v1, ...) still live: their SQL is still what 0001 installs."""
+    with scratch_database(server, immich_template) as url:
+        migrate.upgrade(url, "0001")
+        with psycopg.connect(url, autocommit=True) as connection:
+            yield connection
+
+
 @pytest.fixture(scope="session")
 def ocr_engine():
     from immich_search.ocr_engine import RapidOcrEngine

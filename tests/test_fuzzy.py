@@ -203,15 +203,15 @@ def test_tsqueries_are_built_once_per_call_under_a_generic_plan(library):
     assert calls == {"ocr_tsquery_v2": 12, "fuzzy_tsquery_v2": 12, "search_ocr_tsquery_v2": 6}
 
 
-def test_stable_names_point_at_v2(library):
+def test_stable_names_point_at_the_newest_versions(library):
     with psycopg.connect(library["url"]) as conn:
-        for name in ("search_ocr", "search_ocr_tsquery", "ocr_tsquery"):
+        for name, newest in (("search_ocr", "_v3("), ("search_ocr_tsquery", "_v2("), ("ocr_tsquery", "_v3(")):
             body = conn.execute(
                 "SELECT pg_get_functiondef(p.oid) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
                 "WHERE n.nspname = 'immich_search' AND p.proname = %s",
                 (name,),
             ).fetchone()[0]
-            assert "_v2(" in body, name
+            assert newest in body, name
 
 
 FUNCTIONS = """

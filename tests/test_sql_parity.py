@@ -84,8 +84,9 @@ def test_v2_character_classes_equal_python_classes():
 
 
 @pytest.mark.parametrize("function", ["segments_v1", "segments_v2"])
-def test_sql_character_classes_match_the_same_characters(conn, function):
+def test_sql_character_classes_match_the_same_characters(conn, first_release_conn, function):
     """Probe each class edge in the database: the same characters are CJK / word characters."""
+    conn = first_release_conn if function == "segments_v1" else conn
     probes = []
     for body in (CJK_CLASS, WORD_CLASS):
         for low, high in re.findall(r"(.)-(.)", body):
@@ -100,10 +101,11 @@ def test_sql_character_classes_match_the_same_characters(conn, function):
 
 
 def compare(conn: psycopg.Connection, query: str) -> None:
-    """Assert SQL's ocr_tsquery_v2(query, strict) equals Python's build_ocr_query with jieba, loose and strict."""
+    """Assert SQL's ocr_tsquery_v3(query, strict) equals Python's build_ocr_query with jieba, loose and strict
+    (both read the query capped at MAX_QUERY_CHARS)."""
     built = build_ocr_query(parse(query), SEGMENTER)
     sql_loose, sql_strict, py_loose, py_strict = conn.execute(
-        "SELECT immich_search.ocr_tsquery_v2(%(q)s, false)::text, immich_search.ocr_tsquery_v2(%(q)s, true)::text,"
+        "SELECT immich_search.ocr_tsquery_v3(%(q)s, false)::text, immich_search.ocr_tsquery_v3(%(q)s, true)::text,"
         "       %(loose)s::tsquery::text, %(strict)s::tsquery::text",
         {"q": query, "loose": built.loose, "strict": built.strict},
     ).fetchone()
@@ -305,11 +307,11 @@ def test_fuzzy_tsquery_of_cjk_runs(conn):
 
 @DB_SETTINGS
 @given(text=st.text(ASSIGNED, max_size=30))
-def test_segments_parity_property(conn, text):
+def test_segments_parity_property(conn, first_release_conn, text):
     expected = segments(fold(text))
-    for function in ("segments_v1", "segments_v2"):
+    for function, connection in (("segments_v1", first_release_conn), ("segments_v2", conn)):
         sql = f"SELECT kind, segment FROM immich_search.{function}(%s) ORDER BY ordinal"
-        assert [tuple(r) for r in conn.execute(sql, (text,)).fetchall()] == expected, function
+        assert [tuple(r) for r in connection.execute(sql, (text,)).fetchall()] == expected, function
 
 
 # ---------------------------------------------------------------------------------------------------------

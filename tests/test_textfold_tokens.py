@@ -9,7 +9,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from immich_search import migrate
 from immich_search.sqlfiles import read_sql
 from immich_search.sqlgen.tables import fold_char_sql, fold_sql
 from immich_search.textfold import fold, fold_table
@@ -28,7 +27,6 @@ from immich_search.tokens import (
     segments,
     tsvector_literal,
 )
-from tests.conftest import scratch_database
 
 REPO = Path(__file__).resolve().parents[1]
 DB_SETTINGS = settings(max_examples=150, deadline=None)
@@ -132,15 +130,6 @@ def test_fold_char_table_holds_the_fold_table(conn):
 
 
 FOLDS = ["fold_v1", "fold_v2"]
-
-
-@pytest.fixture(scope="module")
-def first_release_conn(server, immich_template):
-    """A database at revision 0001, where fold_v1 lives (revision 0005 drops it: nothing calls it any more)."""
-    with scratch_database(server, immich_template) as url:
-        migrate.upgrade(url, "0001")
-        with psycopg.connect(url, autocommit=True) as connection:
-            yield connection
 
 
 @pytest.fixture
