@@ -59,6 +59,11 @@ DEPENDS_ON: dict[str, tuple[str, ...]] = {
         "isEdited",
         "isOffline",
         "livePhotoVideoId",
+        # serve: AssetResponseDto built in SQL (sql/queries/serve.sql)
+        "duration",
+        "thumbhash",
+        "stackId",
+        "duplicateId",
     ),
     "asset_file": ("id", "assetId", "type", "path", "isEdited", "createdAt", "updatedAt", "updateId"),
     "asset_exif": (
@@ -74,6 +79,19 @@ DEPENDS_ON: dict[str, tuple[str, ...]] = {
         "fileSizeInByte",
         "exifImageWidth",
         "exifImageHeight",
+        # serve: AssetResponseDto built in SQL (sql/queries/serve.sql)
+        "modifyDate",
+        "lensModel",
+        "fNumber",
+        "focalLength",
+        "iso",
+        "latitude",
+        "longitude",
+        "exposureTime",
+        "timeZone",
+        "projectionType",
+        "rating",
+        "updatedAt",
     ),
     "asset_job_status": ("assetId", "metadataExtractedAt", "ocrAt"),
     # Immich's own OCR (v2.2+), read by `sync --ocr-source immich`
@@ -103,6 +121,11 @@ DEPENDS_ON: dict[str, tuple[str, ...]] = {
     "person": ("id", "ownerId", "name", "isHidden", "faceAssetId"),
     "asset_face": ("id", "assetId", "personId", "deletedAt", "isVisible"),
     "face_search": ("faceId", "embedding"),
+    # serve: the caller's credential checked in the page's round trip, tag filters (sql/queries/serve.sql)
+    "session": ("id", "token", "userId", "expiresAt"),
+    "api_key": ("id", "key", "userId", "permissions"),
+    "tag_asset": ("assetId", "tagId"),
+    "tag_closure": ("id_ancestor", "id_descendant"),
 }
 """Immich's tables and the columns of each that immich-search reads or writes: its runtime SQL, the demo's
 import and the rows the tests insert. ``tests/test_immich_schema.py`` checks each against the real dump and

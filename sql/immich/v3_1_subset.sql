@@ -15,10 +15,11 @@
 --   index asset_originalFilename_trigram_idx (pg_trgm): skipped
 --   index idx_ocr_search_text (pg_trgm): skipped
 --   index idx_person_name_trigram (pg_trgm): skipped
--- Tables (27): album, album_asset, album_asset_audit, album_audit, album_user, album_user_audit, asset,
---   asset_audit, asset_exif, asset_face, asset_face_audit, asset_file, asset_job_status, asset_ocr,
---   asset_ocr_audit, face_search, library, ocr_search, partner, partner_audit, person, person_audit,
---   smart_search, stack, stack_audit, user, user_audit.
+-- Tables (32): album, album_asset, album_asset_audit, album_audit, album_user, album_user_audit, api_key,
+--   asset, asset_audit, asset_exif, asset_face, asset_face_audit, asset_file, asset_job_status,
+--   asset_ocr, asset_ocr_audit, face_search, library, ocr_search, partner, partner_audit, person,
+--   person_audit, session, smart_search, stack, stack_audit, tag, tag_asset, tag_closure, user,
+--   user_audit.
 -- Kept besides what immich-search uses: the tables their foreign keys point to and the audit tables
 -- their triggers write, so rows behave as in Immich (cascades, audits).
 
@@ -298,6 +299,17 @@ CREATE TABLE public.album_user_audit (
     "deletedAt" timestamp with time zone DEFAULT clock_timestamp() NOT NULL
 );
 
+CREATE TABLE public.api_key (
+    name character varying NOT NULL,
+    key bytea NOT NULL,
+    "userId" uuid NOT NULL,
+    "createdAt" timestamp with time zone DEFAULT now() NOT NULL,
+    "updatedAt" timestamp with time zone DEFAULT now() NOT NULL,
+    id uuid DEFAULT gen_random_uuid() NOT NULL,
+    permissions character varying[] NOT NULL,
+    "updateId" uuid DEFAULT public.immich_uuid_v7() NOT NULL
+);
+
 CREATE TABLE public.asset (
     id uuid DEFAULT gen_random_uuid() NOT NULL,
     "ownerId" uuid NOT NULL,
@@ -504,6 +516,24 @@ CREATE TABLE public.person_audit (
     "deletedAt" timestamp with time zone DEFAULT clock_timestamp() NOT NULL
 );
 
+CREATE TABLE public.session (
+    id uuid DEFAULT gen_random_uuid() NOT NULL,
+    token bytea NOT NULL,
+    "createdAt" timestamp with time zone DEFAULT now() NOT NULL,
+    "updatedAt" timestamp with time zone DEFAULT now() NOT NULL,
+    "userId" uuid NOT NULL,
+    "deviceType" character varying DEFAULT ''::character varying NOT NULL,
+    "deviceOS" character varying DEFAULT ''::character varying NOT NULL,
+    "updateId" uuid DEFAULT public.immich_uuid_v7() NOT NULL,
+    "pinExpiresAt" timestamp with time zone,
+    "expiresAt" timestamp with time zone,
+    "parentId" uuid,
+    "isPendingSyncReset" boolean DEFAULT false NOT NULL,
+    "appVersion" character varying,
+    "oauthSid" character varying,
+    "oauthBearerToken" character varying
+);
+
 CREATE TABLE public.smart_search (
     "assetId" uuid NOT NULL,
     embedding public.vector(512) NOT NULL
@@ -523,6 +553,27 @@ CREATE TABLE public.stack_audit (
     "stackId" uuid NOT NULL,
     "userId" uuid NOT NULL,
     "deletedAt" timestamp with time zone DEFAULT clock_timestamp() NOT NULL
+);
+
+CREATE TABLE public.tag (
+    id uuid DEFAULT gen_random_uuid() NOT NULL,
+    "userId" uuid NOT NULL,
+    value character varying NOT NULL,
+    "createdAt" timestamp with time zone DEFAULT now() NOT NULL,
+    "updatedAt" timestamp with time zone DEFAULT now() NOT NULL,
+    color character varying,
+    "parentId" uuid,
+    "updateId" uuid DEFAULT public.immich_uuid_v7() NOT NULL
+);
+
+CREATE TABLE public.tag_asset (
+    "assetId" uuid NOT NULL,
+    "tagId" uuid NOT NULL
+);
+
+CREATE TABLE public.tag_closure (
+    id_ancestor uuid NOT NULL,
+    id_descendant uuid NOT NULL
 );
 
 CREATE TABLE public."user" (
@@ -570,6 +621,9 @@ ALTER TABLE ONLY public.album_user_audit
 
 ALTER TABLE ONLY public.album_user
     ADD CONSTRAINT album_user_pkey PRIMARY KEY ("albumId", "userId");
+
+ALTER TABLE ONLY public.api_key
+    ADD CONSTRAINT api_key_pkey PRIMARY KEY (id);
 
 ALTER TABLE ONLY public.asset_audit
     ADD CONSTRAINT asset_audit_pkey PRIMARY KEY (id);
@@ -622,6 +676,9 @@ ALTER TABLE ONLY public.person_audit
 ALTER TABLE ONLY public.person
     ADD CONSTRAINT person_pkey PRIMARY KEY (id);
 
+ALTER TABLE ONLY public.session
+    ADD CONSTRAINT session_pkey PRIMARY KEY (id);
+
 ALTER TABLE ONLY public.smart_search
     ADD CONSTRAINT smart_search_pkey PRIMARY KEY ("assetId");
 
@@ -633,6 +690,18 @@ ALTER TABLE ONLY public.stack
 
 ALTER TABLE ONLY public.stack
     ADD CONSTRAINT "stack_primaryAssetId_uq" UNIQUE ("primaryAssetId");
+
+ALTER TABLE ONLY public.tag_asset
+    ADD CONSTRAINT tag_asset_pkey PRIMARY KEY ("assetId", "tagId");
+
+ALTER TABLE ONLY public.tag_closure
+    ADD CONSTRAINT tag_closure_pkey PRIMARY KEY (id_ancestor, id_descendant);
+
+ALTER TABLE ONLY public.tag
+    ADD CONSTRAINT tag_pkey PRIMARY KEY (id);
+
+ALTER TABLE ONLY public.tag
+    ADD CONSTRAINT "tag_userId_value_uq" UNIQUE ("userId", value);
 
 ALTER TABLE ONLY public.user_audit
     ADD CONSTRAINT user_audit_pkey PRIMARY KEY (id);
@@ -695,6 +764,12 @@ CREATE UNIQUE INDEX album_user_unique_owner ON public.album_user USING btree ("a
 CREATE INDEX "album_user_updateId_idx" ON public.album_user USING btree ("updateId");
 
 CREATE INDEX "album_user_userId_idx" ON public.album_user USING btree ("userId");
+
+CREATE INDEX api_key_key_idx ON public.api_key USING btree (key);
+
+CREATE INDEX "api_key_updateId_idx" ON public.api_key USING btree ("updateId");
+
+CREATE INDEX "api_key_userId_idx" ON public.api_key USING btree ("userId");
 
 CREATE INDEX "asset_audit_assetId_idx" ON public.asset_audit USING btree ("assetId");
 
@@ -828,11 +903,35 @@ CREATE INDEX "person_ownerId_idx" ON public.person USING btree ("ownerId");
 
 CREATE INDEX "person_updateId_idx" ON public.person USING btree ("updateId");
 
+CREATE INDEX "session_oauthSid_idx" ON public.session USING btree ("oauthSid");
+
+CREATE INDEX "session_parentId_idx" ON public.session USING btree ("parentId");
+
+CREATE INDEX session_token_idx ON public.session USING btree (token);
+
+CREATE INDEX "session_updateId_idx" ON public.session USING btree ("updateId");
+
+CREATE INDEX "session_userId_idx" ON public.session USING btree ("userId");
+
 CREATE INDEX "stack_audit_deletedAt_idx" ON public.stack_audit USING btree ("deletedAt");
 
 CREATE INDEX "stack_ownerId_idx" ON public.stack USING btree ("ownerId");
 
 CREATE INDEX "stack_primaryAssetId_idx" ON public.stack USING btree ("primaryAssetId");
+
+CREATE INDEX "tag_asset_assetId_idx" ON public.tag_asset USING btree ("assetId");
+
+CREATE INDEX "tag_asset_assetId_tagId_idx" ON public.tag_asset USING btree ("assetId", "tagId");
+
+CREATE INDEX "tag_asset_tagId_idx" ON public.tag_asset USING btree ("tagId");
+
+CREATE INDEX tag_closure_id_ancestor_idx ON public.tag_closure USING btree (id_ancestor);
+
+CREATE INDEX tag_closure_id_descendant_idx ON public.tag_closure USING btree (id_descendant);
+
+CREATE INDEX "tag_parentId_idx" ON public.tag USING btree ("parentId");
+
+CREATE INDEX "tag_updateId_idx" ON public.tag USING btree ("updateId");
 
 CREATE INDEX "user_audit_deletedAt_idx" ON public.user_audit USING btree ("deletedAt");
 
@@ -851,6 +950,8 @@ CREATE TRIGGER album_user_after_insert AFTER INSERT ON public.album_user REFEREN
 CREATE TRIGGER album_user_delete_audit AFTER DELETE ON public.album_user REFERENCING OLD TABLE AS old FOR EACH STATEMENT WHEN ((pg_trigger_depth() <= 1)) EXECUTE FUNCTION public.album_user_delete_audit();
 
 CREATE TRIGGER "album_user_updatedAt" BEFORE UPDATE ON public.album_user FOR EACH ROW EXECUTE FUNCTION public.updated_at();
+
+CREATE TRIGGER "api_key_updatedAt" BEFORE UPDATE ON public.api_key FOR EACH ROW EXECUTE FUNCTION public.updated_at();
 
 CREATE TRIGGER asset_delete_audit AFTER DELETE ON public.asset REFERENCING OLD TABLE AS old FOR EACH STATEMENT WHEN ((pg_trigger_depth() = 0)) EXECUTE FUNCTION public.asset_delete_audit();
 
@@ -876,9 +977,13 @@ CREATE TRIGGER person_delete_audit AFTER DELETE ON public.person REFERENCING OLD
 
 CREATE TRIGGER "person_updatedAt" BEFORE UPDATE ON public.person FOR EACH ROW EXECUTE FUNCTION public.updated_at();
 
+CREATE TRIGGER "session_updatedAt" BEFORE UPDATE ON public.session FOR EACH ROW EXECUTE FUNCTION public.updated_at();
+
 CREATE TRIGGER stack_delete_audit AFTER DELETE ON public.stack REFERENCING OLD TABLE AS old FOR EACH STATEMENT WHEN ((pg_trigger_depth() = 0)) EXECUTE FUNCTION public.stack_delete_audit();
 
 CREATE TRIGGER "stack_updatedAt" BEFORE UPDATE ON public.stack FOR EACH ROW EXECUTE FUNCTION public.updated_at();
+
+CREATE TRIGGER "tag_updatedAt" BEFORE UPDATE ON public.tag FOR EACH ROW EXECUTE FUNCTION public.updated_at();
 
 CREATE TRIGGER user_delete_audit AFTER DELETE ON public."user" REFERENCING OLD TABLE AS old FOR EACH STATEMENT WHEN ((pg_trigger_depth() = 0)) EXECUTE FUNCTION public.user_delete_audit();
 
@@ -901,6 +1006,9 @@ ALTER TABLE ONLY public.album_user
 
 ALTER TABLE ONLY public.album_user
     ADD CONSTRAINT "album_user_userId_fkey" FOREIGN KEY ("userId") REFERENCES public."user"(id) ON UPDATE CASCADE ON DELETE CASCADE;
+
+ALTER TABLE ONLY public.api_key
+    ADD CONSTRAINT "api_key_userId_fkey" FOREIGN KEY ("userId") REFERENCES public."user"(id) ON UPDATE CASCADE ON DELETE CASCADE;
 
 ALTER TABLE ONLY public.asset_exif
     ADD CONSTRAINT "asset_exif_assetId_fkey" FOREIGN KEY ("assetId") REFERENCES public.asset(id) ON DELETE CASCADE;
@@ -953,6 +1061,12 @@ ALTER TABLE ONLY public.person
 ALTER TABLE ONLY public.person
     ADD CONSTRAINT "person_ownerId_fkey" FOREIGN KEY ("ownerId") REFERENCES public."user"(id) ON UPDATE CASCADE ON DELETE CASCADE;
 
+ALTER TABLE ONLY public.session
+    ADD CONSTRAINT "session_parentId_fkey" FOREIGN KEY ("parentId") REFERENCES public.session(id) ON UPDATE CASCADE ON DELETE CASCADE;
+
+ALTER TABLE ONLY public.session
+    ADD CONSTRAINT "session_userId_fkey" FOREIGN KEY ("userId") REFERENCES public."user"(id) ON UPDATE CASCADE ON DELETE CASCADE;
+
 ALTER TABLE ONLY public.smart_search
     ADD CONSTRAINT "smart_search_assetId_fkey" FOREIGN KEY ("assetId") REFERENCES public.asset(id) ON DELETE CASCADE;
 
@@ -961,3 +1075,21 @@ ALTER TABLE ONLY public.stack
 
 ALTER TABLE ONLY public.stack
     ADD CONSTRAINT "stack_primaryAssetId_fkey" FOREIGN KEY ("primaryAssetId") REFERENCES public.asset(id);
+
+ALTER TABLE ONLY public.tag_asset
+    ADD CONSTRAINT "tag_asset_assetId_fkey" FOREIGN KEY ("assetId") REFERENCES public.asset(id) ON UPDATE CASCADE ON DELETE CASCADE;
+
+ALTER TABLE ONLY public.tag_asset
+    ADD CONSTRAINT "tag_asset_tagId_fkey" FOREIGN KEY ("tagId") REFERENCES public.tag(id) ON UPDATE CASCADE ON DELETE CASCADE;
+
+ALTER TABLE ONLY public.tag_closure
+    ADD CONSTRAINT tag_closure_id_ancestor_fkey FOREIGN KEY (id_ancestor) REFERENCES public.tag(id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY public.tag_closure
+    ADD CONSTRAINT tag_closure_id_descendant_fkey FOREIGN KEY (id_descendant) REFERENCES public.tag(id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY public.tag
+    ADD CONSTRAINT "tag_parentId_fkey" FOREIGN KEY ("parentId") REFERENCES public.tag(id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY public.tag
+    ADD CONSTRAINT "tag_userId_fkey" FOREIGN KEY ("userId") REFERENCES public."user"(id) ON UPDATE CASCADE ON DELETE CASCADE;
