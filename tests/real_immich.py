@@ -354,3 +354,24 @@ def psql_search_ids(server: RealImmich, queries: list[str], user_id: str) -> set
             rows = conn.execute("SELECT asset_id FROM immich_search.search(%s, NULL, %s, 1000)", (query, user_id))
             found |= {str(asset_id) for (asset_id,) in rows}
     return found
+
+
+@contextlib.contextmanager
+def serving(server: RealImmich) -> Iterator[str]:
+    """``immich-search serve`` (the command, on a free port) in front of the real Immich; yield its base URL."""
+    from tests.fake_immich import free_port
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+
+    def answers() -> bool:
+        try:
+            return httpx.get(f"{url}/api/server/ping", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    args = ["--database-url", server.db_url, "serve", "--immich-url", server.url, "--port", str(port)]
+    with background(*args) as process:
+        wait_for(lambda: answers() or process.poll() is not None, 60, "serve to listen")
+        assert process.poll() is None, process.stderr.read()
+        yield url

@@ -11,9 +11,8 @@ import hashlib
 import httpx
 import pytest
 
-from tests.fake_immich import free_port
 from tests.immich_openapi import errors
-from tests.real_immich import background, ensure_indexed, psql_search_ids, text_photo, wait_for
+from tests.real_immich import ensure_indexed, psql_search_ids, serving, text_photo
 
 pytestmark = pytest.mark.real_immich
 QUERY = {"query": "ocr:发票"}
@@ -23,19 +22,7 @@ QUERY = {"query": "ocr:发票"}
 def serve(real_immich):
     """``immich-search serve`` in front of the real Immich; yields its base URL."""
     ensure_indexed(real_immich)
-    port = free_port()
-    args = ["--database-url", real_immich.db_url, "serve", "--immich-url", real_immich.url, "--port", str(port)]
-    url = f"http://127.0.0.1:{port}"
-
-    def answers() -> bool:
-        try:
-            return httpx.get(f"{url}/api/server/ping", timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    with background(*args) as process:
-        wait_for(lambda: answers() or process.poll() is not None, 60, "serve to listen")
-        assert process.poll() is None, process.stderr.read()
+    with serving(real_immich) as url:
         yield url
 
 

@@ -14,9 +14,8 @@ import uuid
 import httpx
 import pytest
 
-from tests.fake_immich import free_port
 from tests.immich_openapi import errors
-from tests.real_immich import background, ensure_indexed, psql_search_ids, wait_for
+from tests.real_immich import ensure_indexed, psql_search_ids, serving
 
 pytestmark = pytest.mark.real_immich
 WEB_PAGE = {"page": 1, "withExif": True, "isVisible": True, "visibility": "timeline", "language": "en"}
@@ -27,19 +26,7 @@ WEB_PAGE = {"page": 1, "withExif": True, "isVisible": True, "visibility": "timel
 def serve(real_immich):
     """``immich-search serve`` in front of the real Immich; yields its base URL."""
     ensure_indexed(real_immich)
-    port = free_port()
-    args = ["--database-url", real_immich.db_url, "serve", "--immich-url", real_immich.url, "--port", str(port)]
-    url = f"http://127.0.0.1:{port}"
-
-    def answers() -> bool:
-        try:
-            return httpx.get(f"{url}/api/server/ping", timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    with background(*args) as process:
-        wait_for(lambda: answers() or process.poll() is not None, 60, "serve to listen")
-        assert process.poll() is None, process.stderr.read()
+    with serving(real_immich) as url:
         yield url
 
 
