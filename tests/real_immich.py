@@ -275,6 +275,9 @@ def background(*args: str, env: dict[str, str] | None = None) -> Iterator[subpro
         stderr=subprocess.PIPE,
         text=True,
         env=env or product_env(),
+        # A job started in the background by a non-interactive shell (CI) inherits SIGINT ignored: give the
+        # command Ctrl-C back, as a terminal would.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         yield process
