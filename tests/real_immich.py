@@ -125,17 +125,16 @@ class RealImmich:
 
     def wait_for_preview(self, asset_id: str, timeout: float = 120) -> None:
         """Wait until the asset's preview row and file exist (Immich makes them in a background job)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+
+        def written() -> bool:
             with psycopg.connect(self.db_url) as conn:
                 row = conn.execute(
                     'SELECT path FROM asset_file WHERE "assetId" = %s AND type = \'preview\' AND NOT "isEdited"',
                     (asset_id,),
                 ).fetchone()
-            if row and Path(row[0]).is_file():
-                return
-            time.sleep(0.5)
-        raise AssertionError(f"Immich wrote no preview for {asset_id} within {timeout} s")
+            return bool(row and Path(row[0]).is_file())
+
+        wait_for(written, timeout, f"Immich to write a preview for {asset_id}")
 
     def delete(self, key: str, ids: list[str], force: bool = True) -> None:
         """``DELETE /api/assets``: to the trash, or for good with ``force`` (Immich removes rows in a job)."""
@@ -144,13 +143,12 @@ class RealImmich:
 
     def wait_until_gone(self, asset_id: str, timeout: float = 60) -> None:
         """Wait until Immich's delete job removed the asset's row."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+
+        def gone() -> bool:
             with psycopg.connect(self.db_url) as conn:
-                if conn.execute("SELECT 1 FROM asset WHERE id = %s", (asset_id,)).fetchone() is None:
-                    return
-            time.sleep(0.5)
-        raise AssertionError(f"asset {asset_id} still in Immich's database after {timeout} s")
+                return conn.execute("SELECT 1 FROM asset WHERE id = %s", (asset_id,)).fetchone() is None
+
+        wait_for(gone, timeout, f"Immich to delete asset {asset_id}")
 
     def restore(self, key: str, ids: list[str]) -> None:
         """``POST /api/trash/restore/assets``: take photos out of the trash."""
