@@ -99,6 +99,13 @@ def rknn_path(onnx_path: Path) -> Path:
     return onnx_path.with_suffix(".rknn")
 
 
+def _npu_cores(npu_cores: tuple[int, ...] | None | str) -> tuple[int, ...] | None:
+    """Resolve a ``npu_cores`` argument: ``""`` reads ``IMMICH_SEARCH_NPU_CORES``, a string is parsed."""
+    if npu_cores == "":
+        return parse_npu_cores(os.environ.get(NPU_CORES_ENV))
+    return parse_npu_cores(npu_cores) if isinstance(npu_cores, str) else npu_cores
+
+
 def load_clip(
     model_dir: str | os.PathLike[str] | None = None,
     arch: str | None = None,
@@ -125,9 +132,7 @@ def load_clip(
         raise ConfigError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
     if device != "rknn":
         return ClipModel.load(model_dir, arch, providers=onnx_providers(device), threads=threads)
-    cores = parse_npu_cores(os.environ.get(NPU_CORES_ENV)) if npu_cores == "" else npu_cores
-    if isinstance(cores, str):
-        cores = parse_npu_cores(cores)
+    cores = _npu_cores(npu_cores)
     variant = load_manifest().variant(arch)
     root = Path(model_dir) if model_dir is not None else default_model_dir()
     folder = variant_dir(root, variant)
@@ -160,7 +165,5 @@ def model_concurrency(device: str | None = None, npu_cores: tuple[int, ...] | No
     device = device or configured_device()
     if device != "rknn":
         return 1
-    cores = parse_npu_cores(os.environ.get(NPU_CORES_ENV)) if npu_cores == "" else npu_cores
-    if isinstance(cores, str):
-        cores = parse_npu_cores(cores)
+    cores = _npu_cores(npu_cores)
     return 1 if cores is None else len(cores)
