@@ -28,7 +28,7 @@ from immich_search.progress_log import ProgressLog
 from immich_search.reprocess_command import reprocess as reprocess_command
 from immich_search.serve.command import serve as serve_command
 from immich_search.status_command import status as status_command
-from immich_search.sync_options import ocr_source_option, preview_source_options
+from immich_search.sync_options import ocr_engine_options, ocr_source_option, preview_source_options
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 console = Console(stderr=False)
@@ -186,7 +186,14 @@ def _progress() -> Progress:
 @cli.command()
 @preview_source_options
 @ocr_source_option("auto")
+@ocr_engine_options
 @click.option("--force", is_flag=True, help="Redo every asset, even those already indexed.")
+@click.option(
+    "--reread-other-engines",
+    is_flag=True,
+    help="First queue the photos another OCR engine read, so that --ocr-engine reads them again (OCR only; "
+    "CLIP vectors stay).",
+)
 @click.option("--batch-size", default=16, show_default=True, type=click.IntRange(1, 1000))
 @click.option(
     "--workers",
@@ -220,7 +227,10 @@ def sync(
     immich_url: str | None,
     api_keys: str | None,
     ocr_source: str,
+    ocr_engine: str,
+    ocr_det_max_side: int | None,
     force: bool,
+    reread_other_engines: bool,
     batch_size: int,
     workers: int,
     watch: bool,
@@ -247,6 +257,7 @@ def sync(
       immich-search sync --watch --workers 2
       IMMICH_URL=http://immich:2283 IMMICH_API_KEY=key1,key2 immich-search sync --source api --watch
       immich-search sync --ocr-source immich   # index what Immich's own OCR found, in minutes
+      immich-search sync --force --ocr-engine rapidocr-v6   # re-read the whole library with another engine
     """
     from immich_search.sync.api_source import split_api_keys
     from immich_search.sync.workers import WorkerSpec, build_source, run_sync
@@ -259,6 +270,8 @@ def sync(
         immich_url=immich_url,
         api_keys=split_api_keys(api_keys),
         ocr_source=ocr_source,
+        ocr_engine=ocr_engine,
+        ocr_det_max_side=ocr_det_max_side,
         clip=clip,
         clip_model_dir=str(clip_model_dir) if clip_model_dir else None,
         clip_arch=clip_arch,
@@ -267,6 +280,11 @@ def sync(
     build_source(spec)  # a wrong media root, URL or missing key is reported before anything else
     url = settings.resolve_url()
     _require_migrated(url)
+    if reread_other_engines:
+        from immich_search.ocr.moving import queue_other_engines
+
+        queued = queue_other_engines(url, ocr_engine)
+        click.echo(f"queued {queued} photo(s) read by another OCR engine than {ocr_engine}", err=True)
     model, why_not = load_clip_model(clip, clip_model_dir, clip_arch, "image")
     if why_not:
         err_console.print(f"[yellow]{why_not}[/yellow]\n[yellow]indexing OCR text only.[/yellow]")

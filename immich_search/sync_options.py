@@ -65,3 +65,35 @@ def ocr_source_option(default: str) -> Callable[[Callable[..., Any]], Callable[.
         help="auto: Immich's own OCR (v2.2+) where it has run, RapidOCR for the rest; immich: only Immich's; "
         "rapidocr: only RapidOCR.",
     )
+
+
+def ocr_engine_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Add ``--ocr-engine`` and ``--ocr-det-max-side``; the command receives ``ocr_engine`` and
+    ``ocr_det_max_side`` (``None``: the engine's default)."""
+    from immich_search.ocr.registry import DEFAULT_ENGINE, DET_MAX_SIDE_ENV, ENGINE_ENV, ENGINES
+
+    for decorator in reversed(
+        [
+            click.option(
+                "--ocr-engine",
+                type=click.Choice(list(ENGINES)),
+                envvar=ENGINE_ENV,
+                default=DEFAULT_ENGINE,
+                show_default=True,
+                help=f"The OCR engine that reads previews (env {ENGINE_ENV}); every OCR row records it, see "
+                "`immich-search status`. Changing it leaves indexed photos as they are: `sync --force` "
+                "re-reads the library with the new one.",
+            ),
+            click.option(
+                "--ocr-det-max-side",
+                type=click.IntRange(32, 8192),
+                envvar=DET_MAX_SIDE_ENV,
+                metavar="PX",
+                help=f"Longest side in pixels of the image the text detector sees (env {DET_MAX_SIDE_ENV}; default: "
+                "the engine's own, 1600 for faster-paddle, a shorter side of at least 736 for RapidOCR). Lower "
+                "is faster and misses small text; recognition always reads the full preview.",
+            ),
+        ]
+    ):
+        command = decorator(command)
+    return command

@@ -53,6 +53,8 @@ class SyncStatus:
             jobs_failed, started_at, heartbeat_at, silent_s, alive).
         recent_errors: the newest jobs with an error (asset_id, task, state, attempts, last_error, updated_at).
         eta_s: seconds to clear what is queued and undiscovered at the recent rate (``None``: no rate).
+        ocr_engines: OCR rows by what read them: ``{"engine", "model", "photos", "latest"}`` (most photos
+            first; engine ``immich`` for Immich's own OCR).
     """
 
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
@@ -63,6 +65,7 @@ class SyncStatus:
     workers: list[dict] = field(default_factory=list)
     recent_errors: list[dict] = field(default_factory=list)
     eta_s: float | None = None
+    ocr_engines: list[dict] = field(default_factory=list)
 
     def as_json(self) -> dict:
         """Return the status as JSON-ready data (times as ISO 8601 strings)."""
@@ -122,6 +125,10 @@ def sync_status(conn: psycopg.Connection, *, errors: int = 10, alive_s: float = 
     status.recent_errors = [
         {**dict(zip(columns, values, strict=True)), "asset_id": str(values[0])}
         for values in conn.execute(query("recent_errors"), {"limit": errors})
+    ]
+    status.ocr_engines = [
+        {"engine": engine, "model": model, "photos": int(photos), "latest": latest}
+        for engine, model, photos, latest in conn.execute(query("status_ocr_engines"))
     ]
     backlog = sum(jobs for jobs, _ in status.waiting.values()) + sum(lag.undiscovered for lag in status.lag)
     if status.per_second > 0:
