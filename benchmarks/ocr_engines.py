@@ -8,7 +8,7 @@ drives the workers in turn, never two at once, and interleaves them: each round 
 machine load weighs on every engine alike. Per engine:
 
 * **text recall**: of the (query, relevant photo) pairs of ``queries.json``, those whose query occurs in
-  the photo's OCR text (both folded, spaces and line breaks removed);
+  the photo's OCR text as the sync stored it (both folded, spaces and line breaks removed);
 * **recall@k / MRR**: ``ocr:`` search (the Python query path, ``search_ocr``) over the engine's own index,
   scored against the judgements (``immich_search.ranking.metrics.evaluate``);
 * **no-text hits**: search results, summed over the queries, that are photos without text (``neg_*``);
@@ -16,8 +16,9 @@ machine load weighs on every engine alike. Per engine:
 * **rotated**: text recall over the pairs of ``--rotated`` photos turned 180 and 90 degrees (seeded choice;
   the corpus also holds two photos that are upside-down as taken, in the upright figures);
 * **sync img/s**: images per second of ``OcrSync.run_once(force=True)`` end to end (discovery, queue,
-  reading and decoding previews, OCR, tokenising, writing); **bare img/s**: ``engine.recognize`` over the
-  same previews decoded beforehand; both the median over the rounds; **x v4**: sync img/s over that of
+  reading and decoding previews, OCR, tokenising, writing); **bare img/s**: ``engine.recognize`` over
+  ``--bare-images`` of the same previews (evenly spaced by name), decoded beforehand; both the median over
+  the rounds; **x v4**: sync img/s over that of
   ``rapidocr-v4`` (the engine of earlier versions) in the same run;
 * **peak RSS**: the worker process's ``ru_maxrss`` at the end (models, one decoded batch, its pool);
 * **retries**: images the orientation fallback read again (faster-paddle only).
@@ -85,7 +86,7 @@ def load_previews(media_root: Path, url: str) -> dict[str, object]:
     return previews
 
 
-def worker(name: str, url: str, media_root: str, threads: int, rotated: list[str], conn) -> None:
+def worker(name: str, url: str, media_root: str, threads: int, rotated: list[str], bare: list[str], conn) -> None:
     """Serve one engine to the parent over ``conn``: commands ``sync``, ``bare``, ``rotated``, ``rss``, ``stop``."""
     import resource
 
@@ -105,7 +106,10 @@ def worker(name: str, url: str, media_root: str, threads: int, rotated: list[str
         sync = OcrSync(pool, MediaFileSource(media_root, IMMICH_MEDIA_LOCATION), engine=engine)
         conn.send({"model": engine.model, "load_s": load_s})
         while True:
-            command = conn.recv()
+            try:
+                command = conn.recv()
+            except EOFError:  # the parent is gone
+                break
             if command == "stop":
                 break
             retries_before = getattr(engine, "retries", 0)
@@ -114,9 +118,9 @@ def worker(name: str, url: str, media_root: str, threads: int, rotated: list[str
                 answer = {"done": report.done, "failed": report.failed, "seconds": report.seconds}
             elif command == "bare":
                 texts, begin = {}, time.perf_counter()
-                for file_name, image in previews.items():
-                    texts[file_name] = "\n".join(line.text for line in engine.recognize(image))
-                answer = {"seconds": time.perf_counter() - begin, "texts": texts, "images": len(previews)}
+                for file_name in bare:
+                    texts[file_name] = "\n".join(line.text for line in engine.recognize(previews[file_name]))
+                answer = {"seconds": time.perf_counter() - begin, "texts": texts, "images": len(bare)}
             elif command == "rotated":
                 texts, begin = {}, time.perf_counter()
                 for degrees in (180, 90):
@@ -161,6 +165,17 @@ def search_quality(url: str, user_id: str, queries: list[dict], k: int, no_text:
     return {"recall": recall, "mrr": mrr, "no_text_hits": hits_no_text, "misses": misses}
 
 
+def stored_texts(url: str) -> dict[str, str]:
+    """The OCR text the sync stored, by file name."""
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            'SELECT a."originalFileName", o.text FROM immich_search.ocr o JOIN public.asset a ON a.id = o.asset_id'
+        ).fetchall()
+    return dict(rows)
+
+
 def false_lines(url: str, no_text: set[str]) -> int:
     """Lines stored for the photos without text."""
     import psycopg
@@ -198,6 +213,9 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
     rotated = sorted(random.Random(16).sample(with_pairs, min(args.rotated, len(with_pairs))))
     rotated_pairs = [(query, f"{d}:{r}") for d in (180, 90) for query, r in pairs if r in rotated]
     threads = args.threads or os.cpu_count() or 1
+    names_sorted = sorted(p.name for p in images)
+    step = max(1, len(names_sorted) // max(1, args.bare_images))
+    bare = names_sorted[::step][: args.bare_images]
 
     ctx = multiprocessing.get_context("spawn")
     workers: dict[str, tuple] = {}
@@ -212,7 +230,8 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
             url = start_embedded(workdir / "pg", database=f"bench_ocr_{name.replace('-', '_')}")
         user_id = prepare_database(url, images, media_root)
         parent, child = ctx.Pipe()
-        process = ctx.Process(target=worker, args=(name, url, str(media_root), threads, rotated, child), daemon=True)
+        arguments = (name, url, str(media_root), threads, rotated, bare, child)
+        process = ctx.Process(target=worker, args=arguments, daemon=True)
         process.start()
         info = parent.recv()
         workers[name] = (process, parent)
@@ -231,9 +250,8 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
             figures[name]["sync"].append(report["done"] / report["seconds"] if report["seconds"] else 0.0)
             figures[name]["sync_failed"] = report["failed"]
             figures[name]["retries"] += report["retries"]
-            bare = ask(name, "bare")
-            figures[name]["bare"].append(bare["images"] / bare["seconds"])
-            figures[name]["texts"] = bare["texts"]
+            loop = ask(name, "bare")
+            figures[name]["bare"].append(loop["images"] / loop["seconds"])
             print(
                 f"round {number + 1} {name}: sync {figures[name]['sync'][-1]:.3f} img/s, "
                 f"bare {figures[name]['bare'][-1]:.3f} img/s",
@@ -251,7 +269,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
         workers[name][0].join(60)
     for name in names:
         entry = figures[name]
-        entry["text_recall"] = text_recall(pairs, entry.pop("texts"))
+        entry["text_recall"] = text_recall(pairs, stored_texts(entry["url"]))
         entry["false_lines"] = false_lines(entry["url"], no_text)
         entry["search"] = search_quality(entry["url"], entry.pop("user_id"), queries, args.k, no_text)
         entry["sync_img_s"] = statistics.median(entry["sync"])
@@ -269,6 +287,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
         "k": args.k,
         "threads": threads,
         "rounds": args.rounds,
+        "bare_images": len(bare),
         "cpu_count": os.cpu_count(),
         "engines": figures,
     }
@@ -335,6 +354,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS, help="corpus folder (default: %(default)s)")
     parser.add_argument("--engines", help="comma-separated engine names (default: all)")
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds of sync + bare loop (default 2)")
+    parser.add_argument("--bare-images", type=int, default=12, help="previews of the bare loop (default 12)")
     parser.add_argument("--rotated", type=int, default=12, help="photos read turned 180 and 90 degrees (default 12)")
     parser.add_argument("--limit", type=int, default=0, help="only this many photos with text (+ the no-text ones)")
     parser.add_argument("--threads", type=int, default=0, help="threads per engine (default: every core)")
