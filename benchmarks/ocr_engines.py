@@ -20,7 +20,9 @@ machine load weighs on every engine alike. Per engine:
   ``--bare-images`` of the same previews (evenly spaced by name), decoded beforehand; both the median over
   the rounds; **x v4**: sync img/s over that of
   ``rapidocr-v4`` (the engine of earlier versions) in the same run;
-* **peak RSS**: the worker process's ``ru_maxrss`` at the end (models, one decoded batch, its pool);
+* **sync RSS**: the worker process's ``ru_maxrss`` after its first ``sync`` pass (models, a decoded batch,
+  its pool: what a ``sync`` worker needs); **peak RSS**: at the end, with every preview decoded for the
+  bare loop and the turned copies on top;
 * **retries**: images the orientation fallback read again (faster-paddle only).
 
 Each engine gets ``--threads`` threads (default: every core). Times are only compared within one run; on
@@ -101,7 +103,8 @@ def worker(name: str, url: str, media_root: str, threads: int, rotated: list[str
     started = time.perf_counter()
     engine = build_engine(name, threads=threads)
     load_s = time.perf_counter() - started
-    previews = load_previews(Path(media_root), url)
+    previews: dict[str, object] = {}  # decoded on first need, after the sync passes' peak RSS is taken
+    sync_rss = 0.0
     with open_pool(url) as pool:
         sync = OcrSync(pool, MediaFileSource(media_root, IMMICH_MEDIA_LOCATION), engine=engine)
         conn.send({"model": engine.model, "load_s": load_s})
@@ -115,13 +118,17 @@ def worker(name: str, url: str, media_root: str, threads: int, rotated: list[str
             retries_before = getattr(engine, "retries", 0)
             if command == "sync":
                 report = sync.run_once(force=True)
+                if not previews:
+                    sync_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
                 answer = {"done": report.done, "failed": report.failed, "seconds": report.seconds}
             elif command == "bare":
+                previews = previews or load_previews(Path(media_root), url)
                 texts, begin = {}, time.perf_counter()
                 for file_name in bare:
                     texts[file_name] = "\n".join(line.text for line in engine.recognize(previews[file_name]))
                 answer = {"seconds": time.perf_counter() - begin, "texts": texts, "images": len(bare)}
             elif command == "rotated":
+                previews = previews or load_previews(Path(media_root), url)
                 texts, begin = {}, time.perf_counter()
                 for degrees in (180, 90):
                     for file_name in rotated:
@@ -129,7 +136,8 @@ def worker(name: str, url: str, media_root: str, threads: int, rotated: list[str
                         texts[f"{degrees}:{file_name}"] = "\n".join(line.text for line in lines)
                 answer = {"seconds": time.perf_counter() - begin, "texts": texts, "images": 2 * len(rotated)}
             else:  # rss
-                answer = {"peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+                peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+                answer = {"peak_rss_mib": peak, "sync_rss_mib": sync_rss}
             answer["retries"] = getattr(engine, "retries", 0) - retries_before
             conn.send(answer)
     sync.close()
@@ -264,7 +272,9 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
             figures[name]["rotated_s_per_image"] = answer["seconds"] / answer["images"]
             figures[name]["rotated_retries"] = answer["retries"]
     for name in names:
-        figures[name]["peak_rss_mib"] = ask(name, "rss")["peak_rss_mib"]
+        memory = ask(name, "rss")
+        figures[name]["peak_rss_mib"] = memory["peak_rss_mib"]
+        figures[name]["sync_rss_mib"] = memory["sync_rss_mib"]
         workers[name][1].send("stop")
         workers[name][0].join(60)
     for name in names:
@@ -321,7 +331,7 @@ def print_report(figures: dict) -> None:
     )
     for column in ("engine", "model", "text recall", f"rotated ({figures['rotated_pairs']})", f"recall@{k}",
                    "MRR", "no-text hits", "false lines", "sync img/s", "bare img/s", "sync/bare", "x v4",
-                   "peak RSS MiB", "retries"):  # fmt: skip
+                   "sync RSS MiB", "peak RSS MiB", "retries"):  # fmt: skip
         table.add_column(column, justify="left" if column in ("engine", "model") else "right")
     base = figures["engines"].get(BASELINE, {}).get("sync_img_s")
     for name, entry in figures["engines"].items():
@@ -338,6 +348,7 @@ def print_report(figures: dict) -> None:
             f"{entry['bare_img_s']:.3f}",
             f"{entry['sync_img_s'] / entry['bare_img_s']:.2f}",
             f"{entry['sync_img_s'] / base:.2f}" if base else "-",
+            f"{entry['sync_rss_mib']:.0f}",
             f"{entry['peak_rss_mib']:.0f}",
             str(entry["retries"]),
         )

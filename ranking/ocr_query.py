@@ -2,8 +2,8 @@
 
 Two queries come out of a parsed query:
 
-* ``loose``: what must match. CJK runs are cut into words with jieba (consecutive one-character words
-  joined: ``包邮``, which jieba does not know, must appear as written) and every word must appear, as a
+* ``loose``: what must match. CJK runs are cut into words with jieba (a run cut into single characters
+  only, ``包邮``, which jieba does not know, must appear as written) and every word must appear, as a
   ``<->`` phrase of its bigrams (``发票金额`` finds ``发票 ... 金额``), or the whole run as one phrase (the
   same matches; it ranks the run as typed first and gives the fuzzy fallback the run); words match as prefixes
   (``'clean':*`` finds ``cleanhandswithsoap``) and, from four characters on, inside words too
@@ -135,23 +135,15 @@ def cjk_words(run: str, segmenter: Segmenter | None) -> list[str]:
 def query_units(run: str, segmenter: Segmenter | None) -> list[str]:
     """The units of a folded CJK query run that must each appear (twin of ``immich_search.cjk_words_v3``).
 
-    :func:`cjk_words`, with every stretch of consecutive one-character words joined into one unit: jieba
-    leaves a word it does not know (``包邮``) as single characters, and two characters anywhere in a photo
-    (``包括 ... 邮局``) are no evidence of the word; next to each other they are.
+    :func:`cjk_words`, except that a run jieba cuts into single characters only (a word it does not know,
+    ``包邮``) is one unit, the run itself: its characters anywhere in a photo (``包括 ... 邮局``) are no
+    evidence of it. A run with a word of two or more characters keeps jieba's cut (``春季上新``: ``春季``,
+    ``上``, ``新``), the word anchoring the match.
     """
-    units: list[str] = []
-    pending = ""
-    for word in cjk_words(run, segmenter):
-        if len(word) == 1:
-            pending += word
-            continue
-        if pending:
-            units.append(pending)
-            pending = ""
-        units.append(word)
-    if pending:
-        units.append(pending)
-    return units
+    words = cjk_words(run, segmenter)
+    if len(words) > 1 and all(len(word) == 1 for word in words):
+        return ["".join(words)]
+    return words
 
 
 def _cjk_expr(run: str) -> str | None:

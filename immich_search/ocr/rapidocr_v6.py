@@ -44,7 +44,8 @@ class RapidOcrV6Engine:
                 "OCR engine rapidocr-v6 needs the package rapidocr 3.x: pip install 'immich-search[ocr-v6]'"
             ) from exc
         models = Path(rapidocr.__file__).parent / "models"
-        params: dict[str, object] = {"Global.text_score": min_score, "Global.log_level": "warning"}
+        # "error": its warning for every photo without text would flood the sync log.
+        params: dict[str, object] = {"Global.text_score": min_score, "Global.log_level": "error"}
         for stage, name in _BUNDLED.items():
             path = models / name
             if not path.is_file():

@@ -3,37 +3,23 @@
 -- * immich_search.ocr.engine: the engine that read the row (immich_search/ocr/registry.py: faster-paddle-tiny,
 --   rapidocr-v6, ...; 'immich' for Immich's own OCR); model keeps the model and package versions. Rows
 --   written before this revision were all read by RapidOCR 1.x (PP-OCRv4) or taken from Immich.
--- * A CJK run of the query cut by jieba into single characters (a word jieba does not know, such as 包邮)
---   must match as the run, not as characters anywhere in the photo: cjk_words_v3 joins consecutive
---   one-character words into one unit (twin of ocr_query.query_units), and term_tsquery_v3, ocr_tsquery_v3
---   and search_ocr_v3 use it. The stable names ocr_tsquery and search_ocr move to v3.
+-- * A CJK run of the query cut by jieba into single characters only (a word jieba does not know, such as
+--   包邮) must match as the run, not as characters anywhere in the photo: cjk_words_v3 keeps such a run
+--   whole (twin of ocr_query.query_units), and term_tsquery_v3, ocr_tsquery_v3 and search_ocr_v3 use it. The stable names ocr_tsquery and search_ocr move to v3.
 
 ALTER TABLE immich_search.ocr ADD COLUMN engine text;
 UPDATE immich_search.ocr SET engine = CASE WHEN source = 'immich' THEN 'immich' ELSE 'rapidocr-v4' END;
 ALTER TABLE immich_search.ocr ALTER COLUMN engine SET NOT NULL;
 
--- The words of a folded CJK run (cjk_words_v2, jieba's cut) with each stretch of consecutive one-character
--- words joined into one: two characters jieba leaves apart are evidence only next to each other.
+-- The words of a folded CJK run (cjk_words_v2, jieba's cut), except that a run cut into single characters
+-- only is one word, the run itself: its characters apart are no evidence of it.
 CREATE FUNCTION immich_search.cjk_words_v3(run text) RETURNS text[]
 LANGUAGE plpgsql STABLE PARALLEL SAFE STRICT AS $$
 DECLARE
-  word text;
-  pending text := '';
-  words text[] := '{}';
+  words text[] := immich_search.cjk_words_v2(run);
 BEGIN
-  FOREACH word IN ARRAY immich_search.cjk_words_v2(run) LOOP
-    IF char_length(word) = 1 THEN
-      pending := pending || word;
-    ELSE
-      IF pending <> '' THEN
-        words := words || pending;
-        pending := '';
-      END IF;
-      words := words || word;
-    END IF;
-  END LOOP;
-  IF pending <> '' THEN
-    words := words || pending;
+  IF cardinality(words) > 1 AND NOT EXISTS (SELECT 1 FROM unnest(words) AS w WHERE char_length(w) <> 1) THEN
+    RETURN ARRAY[array_to_string(words, '')];
   END IF;
   RETURN words;
 END
