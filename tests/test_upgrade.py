@@ -13,7 +13,6 @@ from immich_search.sync.pipeline import ocr_row
 from immich_search import migrate
 from immich_search.db import open_pool
 from immich_search.ocr_engine import OcrLine
-from immich_search.sqlfiles import query
 
 FIRST_RELEASE = "0001"
 
@@ -50,7 +49,13 @@ def test_upgrade_from_first_release_keeps_data(immich_db):
             )
             if i < 2:
                 line = OcrLine(text, 0.9, (0.1, 0.1, 0.9, 0.1, 0.9, 0.2, 0.1, 0.2))
-                conn.execute(query("upsert_ocr"), ocr_row(str(asset), [line], "rapidocr 1.4.4 (PP-OCRv4)"))
+                # The row as 0001's sync wrote it (no engine column before revision 0006).
+                conn.execute(
+                    "INSERT INTO immich_search.ocr (asset_id, source, model, lines, text, search_vector, "
+                    "tokenizer_version) VALUES (%(asset_id)s, %(source)s, %(model)s, %(lines)s, %(text)s, "
+                    "%(search_vector)s::tsvector, %(tokenizer_version)s)",
+                    ocr_row(str(asset), [line], "rapidocr 1.4.4 (PP-OCRv4)"),
+                )
         # What a 0001 sync leaves behind: done jobs, a failed one with its reason, both cursors.
         previews = dict(conn.execute('SELECT "assetId", "updateId" FROM public.asset_file').fetchall())
         for asset, state, error in zip(
