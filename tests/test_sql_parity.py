@@ -290,7 +290,7 @@ def test_sql_tokenizer_never_raises(conn, query, strict):
 def test_fuzzy_tsquery_never_raises(conn, query):
     """The fuzzy query of any loose query is a valid tsquery (or NULL), with the loose query inside it."""
     loose, fuzzy = conn.execute(
-        "SELECT q::text, immich_search.fuzzy_tsquery_v2(q)::text FROM immich_search.ocr_tsquery_v2(%s) AS q",
+        "SELECT q::text, immich_search.fuzzy_tsquery_v2(q)::text FROM immich_search.ocr_tsquery_v4(%s) AS q",
         (query,),
     ).fetchone()
     if fuzzy is not None:

@@ -7,8 +7,9 @@
 --   包邮) must match as the run, not as characters anywhere in the photo: cjk_words_v3 keeps such a run
 --   whole (twin of ocr_query.query_units); term_tsquery_v3, ocr_tsquery_v4 (on the capped query,
 --   capped_query_v1), search_ocr_v4 and search_v3 use it. The stable names ocr_tsquery, search_ocr and
---   search move to them; search_v2, search_ocr_v3 and ocr_tsquery_v3 (0005), which nothing calls any more,
---   are dropped (0007_down.sql brings them back).
+--   search move to them; search_v2, search_ocr_v3 and ocr_tsquery_v3 (0005) and the ocr_tsquery_v2 and
+--   term_tsquery_v2 they called (0003), which nothing calls any more, are dropped (0007_down.sql brings them
+--   back).
 
 ALTER TABLE immich_search.ocr ADD COLUMN engine text;
 UPDATE immich_search.ocr SET engine = CASE WHEN source = 'immich' THEN 'immich' ELSE 'rapidocr-v4' END;
@@ -206,7 +207,10 @@ LANGUAGE sql VOLATILE AS $$
                                         ocr_weight, clip_weight, candidates)
 $$;
 
--- Superseded versions that nothing calls any more (runtime queries call search_ocr_v4 and search_v3).
+-- Superseded versions that nothing calls any more (runtime queries call search_ocr_v4 and search_v3). Callers
+-- first.
 DROP FUNCTION immich_search.search_v2(text, vector, uuid, integer, integer, boolean, text, real, real, integer);
 DROP FUNCTION immich_search.search_ocr_v3(text, uuid, integer, integer, boolean);
 DROP FUNCTION immich_search.ocr_tsquery_v3(text, boolean);
+DROP FUNCTION immich_search.ocr_tsquery_v2(text, boolean);
+DROP FUNCTION immich_search.term_tsquery_v2(text, boolean, boolean);
