@@ -92,12 +92,11 @@ def worker(name: str, url: str, media_root: str, threads: int, rotated: list[str
     """Serve one engine to the parent over ``conn``: commands ``sync``, ``bare``, ``rotated``, ``rss``, ``stop``."""
     import resource
 
-    from immich_search.sync.pipeline import OcrSync
-    from immich_search.sync.sources import MediaFileSource
-
     from immich_search.db import open_pool
     from immich_search.demo import IMMICH_MEDIA_LOCATION
     from immich_search.ocr.registry import build_engine
+    from immich_search.sync.pipeline import OcrSync
+    from immich_search.sync.sources import MediaFileSource
 
     warnings.simplefilter("ignore")
     started = time.perf_counter()
@@ -155,10 +154,9 @@ def prepare_database(url: str, images: list[Path], media_root: Path) -> str:
 
 def search_quality(url: str, user_id: str, queries: list[dict], k: int, no_text: set[str]) -> dict:
     """recall@k, MRR@k and no-text hits of ``ocr:`` search (Python path) over the database's index."""
+    from immich_search.db import open_pool
     from immich_search.ranking.metrics import evaluate
     from immich_search.ranking.ocr_search import search_ocr
-
-    from immich_search.db import open_pool
 
     hits_no_text = 0
     with open_pool(url) as pool:

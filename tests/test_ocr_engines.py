@@ -10,7 +10,6 @@ import uuid
 import psycopg
 import pytest
 from click.testing import CliRunner
-from immich_search.ranking.ocr_search import search_ocr
 from PIL import Image
 
 from immich_search.cli import cli
@@ -20,6 +19,7 @@ from immich_search.ocr import registry
 from immich_search.ocr.orientation import OrientationFallback, quality, unturn_box
 from immich_search.ocr.registry import DEFAULT_ENGINE, ENGINES, build_engine
 from immich_search.ocr_engine import OcrLine
+from immich_search.ranking.ocr_search import search_ocr
 from tests.fake_immich import add_asset, add_user
 from tests.test_sync import assets_by_name, ocr_rows, plain_photo, text_photo
 

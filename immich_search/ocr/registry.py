@@ -46,7 +46,10 @@ ENGINES: dict[str, EngineInfo] = {
         ),
         EngineInfo("rapidocr-v6", "rapidocr", "rapidocr", "PP-OCRv6 small + angle classifier (RapidOCR 3.x)"),
         EngineInfo(
-            "rapidocr-v4", "rapidocr-onnxruntime", "rapidocr_onnxruntime", "PP-OCRv4 + angle classifier (RapidOCR 1.x); the default"
+            "rapidocr-v4",
+            "rapidocr-onnxruntime",
+            "rapidocr_onnxruntime",
+            "PP-OCRv4 + angle classifier (RapidOCR 1.x); the default",
         ),
     )
 }
