@@ -115,7 +115,8 @@ def run_checks(conn: psycopg.Connection, url: str) -> list[Check]:
     checks.append(clip_model_check(conn if current == head else None))
     from immich_search.ocr.health import ocr_engine_check
 
-    checks.append(ocr_engine_check(conn if current == head else None))
+    status, detail, fix = ocr_engine_check(conn if current == head else None)
+    checks.append(Check("OCR engine", status, detail, fix))
     return checks
 
 
