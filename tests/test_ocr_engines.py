@@ -5,13 +5,13 @@ punctuation. Real engines on rendered photos, a real PostgreSQL."""
 from __future__ import annotations
 
 import hashlib
-import uuid
 
 import psycopg
 import pytest
 from click.testing import CliRunner
 from PIL import Image
 
+from immich_search import immich_rows
 from immich_search.cli import cli
 from immich_search.demo import import_library
 from immich_search.errors import ConfigError
@@ -245,11 +245,8 @@ def test_migration_backfills_the_engine(immich_db):
         owner = add_user(conn, "old@example.com")
         ids = {}
         for name, source in (("a.jpg", "rapidocr"), ("b.jpg", "immich")):
-            ids[source] = str(uuid.uuid4())
-            conn.execute(
-                'INSERT INTO public.asset (id, "ownerId", type, "originalPath", "originalFileName", checksum, '
-                "\"fileCreatedAt\") VALUES (%s, %s, 'IMAGE', %s, %s, %s, now())",
-                (ids[source], owner, f"/data/{name}", name, hashlib.sha1(name.encode()).digest()),
+            ids[source] = str(
+                immich_rows.insert_asset(conn, owner, f"/data/{name}", name, hashlib.sha1(name.encode()).digest())
             )
             conn.execute(
                 "INSERT INTO immich_search.ocr (asset_id, source, model, tokenizer_version) VALUES (%s, %s, 'm', 2)",
