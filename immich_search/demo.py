@@ -26,6 +26,7 @@ from rich.progress import Progress
 
 from immich_search import immich_rows, migrate
 from immich_search.db import connect, open_pool
+from immich_search.ocr.registry import DEFAULT_ENGINE
 from immich_search.ranking.ocr_search import search_ocr
 from immich_search.sqlfiles import read_sql
 from immich_search.sync.pipeline import OcrSync
@@ -209,7 +210,7 @@ def run_demo(url: str, *, images: Path | None, workdir: Path | None, console: Co
     user_id = import_library(url, photos, media_root)
     console.print("[bold]2/4[/bold] migrate: schema immich_search")
     migrate.upgrade(url)
-    console.print("[bold]3/4[/bold] sync: OCR of every preview (RapidOCR, CPU)")
+    console.print(f"[bold]3/4[/bold] sync: OCR of every preview ({DEFAULT_ENGINE}, CPU)")
     with open_pool(url) as pool:
         with progress:
             task = progress.add_task("OCR", total=None)

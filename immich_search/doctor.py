@@ -113,6 +113,10 @@ def run_checks(conn: psycopg.Connection, url: str) -> list[Check]:
             Check("migrations", FAIL, f"at {current or 'none'}, newest is {head}", "run: immich-search migrate")
         )
     checks.append(clip_model_check(conn if current == head else None))
+    from immich_search.ocr.health import ocr_engine_check
+
+    status, detail, fix = ocr_engine_check(conn if current == head else None)
+    checks.append(Check("OCR engine", status, detail, fix))
     return checks
 
 

@@ -1,4 +1,7 @@
-"""Text recognition with RapidOCR (``rapidocr-onnxruntime``, its bundled PP-OCRv4 models by default)."""
+"""Text recognition with RapidOCR 1.x (``rapidocr-onnxruntime``, its bundled PP-OCRv4 models by default).
+
+The other engines are in :mod:`immich_search.ocr`; :class:`OcrLine` is what every engine returns.
+"""
 
 from __future__ import annotations
 
@@ -32,8 +35,21 @@ class OcrLine:
         return {"text": self.text, "score": round(self.score, 4), "box": [round(v, 5) for v in self.box]}
 
 
+def normalised_box(corners, width: int, height: int) -> tuple[float, ...]:
+    """Return four ``(x, y)`` pixel corners as ``(x1, y1, ..., x4, y4)``, each clamped to 0-1 of the image.
+
+    Args:
+        corners: four points (any sequence of two numbers each), clockwise from top-left, in pixels.
+        width, height: the image's size in pixels (both > 0).
+    """
+    flat: list[float] = []
+    for x, y in corners:
+        flat.extend((min(max(float(x) / width, 0.0), 1.0), min(max(float(y) / height, 0.0), 1.0)))
+    return tuple(flat)
+
+
 class RapidOcrEngine:
-    """RapidOCR detection + classification + recognition on CPU (onnxruntime).
+    """RapidOCR detection + classification + recognition on CPU (onnxruntime), engine ``rapidocr-v4``.
 
     Args:
         det_model_path, rec_model_path, cls_model_path: ONNX files replacing the bundled PP-OCRv4
@@ -45,10 +61,14 @@ class RapidOcrEngine:
         rapidocr_options: further RapidOCR parameters by their keyword names (``det_box_thresh``: the
             detection score a box needs, default 0.5; ``max_side_len``: longer image side, in pixels,
             above which the image is scaled down before OCR, default 2000).
+        det_max_side: the longer side, in pixels, of the image the detector sees (``None``: RapidOCR's
+            default, a shorter side of at least 736 px); recognition still reads the full image.
 
     Raises:
         ConfigError: a model path does not exist.
     """
+
+    engine = "rapidocr-v4"
 
     def __init__(
         self,
@@ -58,12 +78,16 @@ class RapidOcrEngine:
         min_score: float = 0.5,
         threads: int | None = None,
         rapidocr_options: dict[str, object] | None = None,
+        det_max_side: int | None = None,
     ) -> None:
         from rapidocr_onnxruntime import RapidOCR
 
         options: dict[str, object] = {**(rapidocr_options or {}), "text_score": min_score}
         if threads is not None:
             options["intra_op_num_threads"] = max(1, int(threads))
+        if det_max_side is not None:
+            options["det_limit_type"] = "max"
+            options["det_limit_side_len"] = int(det_max_side)
         for key, value in (
             ("det_model_path", det_model_path),
             ("rec_model_path", rec_model_path),
@@ -97,8 +121,5 @@ class RapidOcrEngine:
             text = str(text).strip()
             if not text:
                 continue
-            flat: list[float] = []
-            for x, y in box:
-                flat.extend((min(max(float(x) / width, 0.0), 1.0), min(max(float(y) / height, 0.0), 1.0)))
-            lines.append(OcrLine(text=text, score=float(score), box=tuple(flat)))
+            lines.append(OcrLine(text=text, score=float(score), box=normalised_box(box, width, height)))
         return lines

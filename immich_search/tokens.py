@@ -1,7 +1,7 @@
 """Search tokens for OCR text: what goes into the ``tsvector`` and how a query term becomes a ``tsquery``.
 
 The scheme needs no database extension, so a stock Immich database (no zhparser) and the embedded server
-answer the same queries, and the SQL query tokenizer (``immich_search.ocr_tsquery_v2``) can mirror it:
+answer the same queries, and the SQL query tokenizer (``immich_search.ocr_tsquery_v4``) can mirror it:
 
 * Text is folded first (:func:`immich_search.textfold.fold`).
 * CJK (Han, kana, Hangul) runs give every character (unigram) and every overlapping pair (bigram) at the

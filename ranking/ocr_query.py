@@ -2,7 +2,8 @@
 
 Two queries come out of a parsed query:
 
-* ``loose``: what must match. CJK runs are cut into words with jieba and every word must appear, as a
+* ``loose``: what must match. CJK runs are cut into words with jieba (a run cut into single characters
+  only, ``包邮``, which jieba does not know, must appear as written) and every word must appear, as a
   ``<->`` phrase of its bigrams (``发票金额`` finds ``发票 ... 金额``), or the whole run as one phrase (the
   same matches; it ranks the run as typed first and gives the fuzzy fallback the run); words match as prefixes
   (``'clean':*`` finds ``cleanhandswithsoap``) and, from four characters on, inside words too
@@ -10,7 +11,7 @@ Two queries come out of a parsed query:
   together (``safety evacuation`` finds ``safetyevacuationarea``); ``-term`` excludes.
 * ``strict``: the same with exact words only, used only for ranking, so exact words rank first.
 
-The SQL function ``immich_search.ocr_tsquery_v2(query, strict)`` builds the same pair in the database for
+The SQL function ``immich_search.ocr_tsquery_v4(query, strict)`` builds the same pair in the database for
 psql users, with a twin of jieba's segmentation over jieba's own dictionary (table
 ``immich_search.cjk_word``); with ``segmenter=jieba_segmenter()`` this module produces exactly its output
 (``tests/test_sql_parity.py``). The fuzzy fallback (one misread character) is added in SQL from the
@@ -109,6 +110,20 @@ def cjk_words(run: str, segmenter: Segmenter | None) -> list[str]:
     return words
 
 
+def query_units(run: str, segmenter: Segmenter | None) -> list[str]:
+    """The units of a folded CJK query run that must each appear (twin of ``immich_search.cjk_words_v3``).
+
+    :func:`cjk_words`, except that a run jieba cuts into single characters only (a word it does not know,
+    ``包邮``) is one unit, the run itself: its characters anywhere in a photo (``包括 ... 邮局``) are no
+    evidence of it. A run with a word of two or more characters keeps jieba's cut (``春季上新``: ``春季``,
+    ``上``, ``新``), the word anchoring the match.
+    """
+    words = cjk_words(run, segmenter)
+    if len(words) > 1 and all(len(word) == 1 for word in words):
+        return ["".join(words)]
+    return words
+
+
 def _cjk_expr(run: str) -> str | None:
     lexemes = [lexeme for lexeme in cjk_lexemes(run) if len(lexeme.encode()) <= MAX_LEXEME_BYTES]
     if not lexemes:
@@ -136,7 +151,7 @@ def _term_expr(term: Term, strict: bool, segmenter: Segmenter | None) -> str | N
     for kind, text in segments(fold(term.text)):
         if kind == "cjk":
             has_cjk = True
-            runs = [text] if term.phrase else cjk_words(text, segmenter)
+            runs = [text] if term.phrase else query_units(text, segmenter)
             exprs = [expr for run in runs if (expr := _cjk_expr(run))]
             if len(exprs) > 1 and (whole := _cjk_expr(text)):
                 # The whole run as a phrase too: it matches nothing the words miss (its bigrams hold them),

@@ -59,7 +59,7 @@ class ParsedQuery:
         return tuple(term for term in self.terms if term.negated)
 
 
-# White space is spelled out (not \\s) so that the SQL twin in immich_search.ocr_tsquery_v3, whose
+# White space is spelled out (not \\s) so that the SQL twin in immich_search.ocr_tsquery_v4, whose
 # classes depend on the database locale, reads queries exactly the same way. NFKC runs first and turns
 # the ideographic space, full-width colon and full-width quote into their ASCII forms.
 _SPACE = " \t\n\r\f\v"

@@ -44,6 +44,8 @@ column job.updated_at timestamp with time zone NOT NULL DEFAULT now()
 
 column ocr.asset_id uuid NOT NULL
 
+column ocr.engine text NOT NULL
+
 column ocr.lines jsonb NOT NULL DEFAULT '[]'::jsonb
 
 column ocr.model text NOT NULL
@@ -194,6 +196,22 @@ BEGIN
       words := words || piece;
     END IF;
   END LOOP;
+  RETURN words;
+END
+$function$
+
+function immich_search.cjk_words_v3(text)
+CREATE OR REPLACE FUNCTION immich_search.cjk_words_v3(run text)
+ RETURNS text[]
+ LANGUAGE plpgsql
+ STABLE PARALLEL SAFE STRICT
+AS $function$
+DECLARE
+  words text[] := immich_search.cjk_words_v2(run);
+BEGIN
+  IF cardinality(words) > 1 AND NOT EXISTS (SELECT 1 FROM unnest(words) AS w WHERE char_length(w) <> 1) THEN
+    RETURN ARRAY[array_to_string(words, '')];
+  END IF;
   RETURN words;
 END
 $function$
@@ -484,16 +502,16 @@ CREATE OR REPLACE FUNCTION immich_search.ocr_tsquery(query text, strict boolean 
  RETURNS tsquery
  LANGUAGE sql
  STABLE PARALLEL SAFE
-RETURN immich_search.ocr_tsquery_v3(query, strict)
+RETURN immich_search.ocr_tsquery_v4(query, strict)
 
-function immich_search.ocr_tsquery_v2(text,boolean)
-CREATE OR REPLACE FUNCTION immich_search.ocr_tsquery_v2(query text, strict boolean DEFAULT false)
+function immich_search.ocr_tsquery_v4(text,boolean)
+CREATE OR REPLACE FUNCTION immich_search.ocr_tsquery_v4(query text, strict boolean DEFAULT false)
  RETURNS tsquery
  LANGUAGE plpgsql
  STABLE PARALLEL SAFE
 AS $function$
 DECLARE
-  body text := translate(normalize(coalesce(query, ''), NFKC), U&'\201c\201d', '""');
+  body text := translate(normalize(coalesce(immich_search.capped_query_v1(query), ''), NFKC), U&'\201c\201d', '""');
   m text[];
   term text;
   is_phrase boolean;
@@ -523,7 +541,7 @@ BEGIN
       CONTINUE WHEN is_negated AND term IN ('-', '');
     END IF;
     IF is_negated THEN
-      expr := immich_search.term_tsquery_v2(term, is_phrase, false);
+      expr := immich_search.term_tsquery_v3(term, is_phrase, false);
       IF expr IS NOT NULL THEN negative := negative || expr; END IF;
       CONTINUE;
     END IF;
@@ -535,7 +553,7 @@ BEGIN
         IF s.kind = 'cjk' THEN glue_ok := false; ELSE glue_words := glue_words || s.segment; END IF;
       END LOOP;
     END IF;
-    expr := immich_search.term_tsquery_v2(term, is_phrase, strict);
+    expr := immich_search.term_tsquery_v3(term, is_phrase, strict);
     IF expr IS NOT NULL THEN positive := positive || expr; END IF;
   END LOOP;
   IF cardinality(positive) = 0 THEN RETURN NULL; END IF;
@@ -551,13 +569,6 @@ BEGIN
   RETURN result::tsquery;
 END
 $function$
-
-function immich_search.ocr_tsquery_v3(text,boolean)
-CREATE OR REPLACE FUNCTION immich_search.ocr_tsquery_v3(query text, strict boolean DEFAULT false)
- RETURNS tsquery
- LANGUAGE sql
- STABLE PARALLEL SAFE
-RETURN immich_search.ocr_tsquery_v2(immich_search.capped_query_v1(query), strict)
 
 function immich_search.pgvector_iterative_scan_v1()
 CREATE OR REPLACE FUNCTION immich_search.pgvector_iterative_scan_v1()
@@ -636,7 +647,7 @@ CREATE OR REPLACE FUNCTION immich_search.search(query text, query_vector vector,
  RETURNS TABLE(asset_id uuid, original_file_name text, score real, snippet text, ocr_rank integer, clip_rank integer, ocr_score real, clip_score real)
  LANGUAGE sql
 AS $function$
-  SELECT * FROM immich_search.search_v2(query, query_vector, user_id, k, "offset", include_locked, fusion,
+  SELECT * FROM immich_search.search_v3(query, query_vector, user_id, k, "offset", include_locked, fusion,
                                         ocr_weight, clip_weight, candidates)
 $function$
 
@@ -809,7 +820,7 @@ CREATE OR REPLACE FUNCTION immich_search.search_ocr(query text, user_id uuid, k 
  LANGUAGE sql
  STABLE PARALLEL SAFE
 AS $function$
-  SELECT * FROM immich_search.search_ocr_v3(query, user_id, k, "offset", include_locked)
+  SELECT * FROM immich_search.search_ocr_v4(query, user_id, k, "offset", include_locked)
 $function$
 
 function immich_search.search_ocr_tsquery(tsquery,tsquery,uuid,integer,integer,boolean)
@@ -848,30 +859,30 @@ BEGIN
 END
 $function$
 
-function immich_search.search_ocr_v3(text,uuid,integer,integer,boolean)
-CREATE OR REPLACE FUNCTION immich_search.search_ocr_v3(query text, user_id uuid, k integer DEFAULT 10, "offset" integer DEFAULT 0, include_locked boolean DEFAULT false)
+function immich_search.search_ocr_v4(text,uuid,integer,integer,boolean)
+CREATE OR REPLACE FUNCTION immich_search.search_ocr_v4(query text, user_id uuid, k integer DEFAULT 10, "offset" integer DEFAULT 0, include_locked boolean DEFAULT false)
  RETURNS TABLE(asset_id uuid, original_file_name text, score real, snippet text)
  LANGUAGE plpgsql
  STABLE PARALLEL SAFE
 AS $function$
 DECLARE
-  loose_query tsquery := immich_search.ocr_tsquery_v3(query, false);
-  strict_query tsquery := immich_search.ocr_tsquery_v3(query, true);
+  loose_query tsquery := immich_search.ocr_tsquery_v4(query, false);
+  strict_query tsquery := immich_search.ocr_tsquery_v4(query, true);
 BEGIN
   RETURN QUERY SELECT * FROM immich_search.search_ocr_tsquery_v2(loose_query, strict_query, user_id, k, "offset",
                                                                 include_locked);
 END
 $function$
 
-function immich_search.search_v2(text,vector,uuid,integer,integer,boolean,text,real,real,integer)
-CREATE OR REPLACE FUNCTION immich_search.search_v2(query text, query_vector vector, user_id uuid, k integer DEFAULT 10, "offset" integer DEFAULT 0, include_locked boolean DEFAULT false, fusion text DEFAULT 'rrf'::text, ocr_weight real DEFAULT 1, clip_weight real DEFAULT 1, candidates integer DEFAULT 100)
+function immich_search.search_v3(text,vector,uuid,integer,integer,boolean,text,real,real,integer)
+CREATE OR REPLACE FUNCTION immich_search.search_v3(query text, query_vector vector, user_id uuid, k integer DEFAULT 10, "offset" integer DEFAULT 0, include_locked boolean DEFAULT false, fusion text DEFAULT 'rrf'::text, ocr_weight real DEFAULT 1, clip_weight real DEFAULT 1, candidates integer DEFAULT 100)
  RETURNS TABLE(asset_id uuid, original_file_name text, score real, snippet text, ocr_rank integer, clip_rank integer, ocr_score real, clip_score real)
  LANGUAGE sql
 AS $function$
   SELECT h.* FROM (SELECT immich_search.query_mode_v1(query) AS mode) AS m
   CROSS JOIN LATERAL immich_search.search_hybrid_tsquery_v2(
-    CASE WHEN m.mode <> 'clip' THEN immich_search.ocr_tsquery_v3(query, false) END,
-    CASE WHEN m.mode <> 'clip' THEN immich_search.ocr_tsquery_v3(query, true) END,
+    CASE WHEN m.mode <> 'clip' THEN immich_search.ocr_tsquery_v4(query, false) END,
+    CASE WHEN m.mode <> 'clip' THEN immich_search.ocr_tsquery_v4(query, true) END,
     CASE WHEN m.mode <> 'ocr' THEN query_vector END,
     user_id, k, "offset", include_locked, fusion, ocr_weight, clip_weight, candidates) AS h
 $function$
@@ -932,8 +943,8 @@ AS $function$
                   (SELECT lines.line FROM lines ORDER BY lines.n LIMIT 1), '')
 $function$
 
-function immich_search.term_tsquery_v2(text,boolean,boolean)
-CREATE OR REPLACE FUNCTION immich_search.term_tsquery_v2(term text, is_phrase boolean, strict boolean)
+function immich_search.term_tsquery_v3(text,boolean,boolean)
+CREATE OR REPLACE FUNCTION immich_search.term_tsquery_v3(term text, is_phrase boolean, strict boolean)
  RETURNS text
  LANGUAGE plpgsql
  STABLE PARALLEL SAFE
@@ -954,7 +965,7 @@ BEGIN
       has_cjk := true;
       unit_parts := '{}';
       FOREACH unit IN ARRAY CASE WHEN is_phrase THEN ARRAY[s.segment]
-                                 ELSE immich_search.cjk_words_v2(s.segment) END LOOP
+                                 ELSE immich_search.cjk_words_v3(s.segment) END LOOP
         part := immich_search.cjk_tsquery_v2(unit);
         IF part IS NOT NULL THEN unit_parts := unit_parts || part; END IF;
       END LOOP;
@@ -1116,7 +1127,7 @@ index CREATE UNIQUE INDEX sync_cursor_pkey ON immich_search.sync_cursor USING bt
 
 index CREATE UNIQUE INDEX worker_pkey ON immich_search.worker USING btree (id)
 
-revision 0006
+revision 0007
 
 table alembic_version (r)
 

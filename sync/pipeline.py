@@ -30,7 +30,6 @@ from PIL import Image
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from immich_search.errors import DatabaseUnavailableError
-from immich_search.ocr_engine import RapidOcrEngine
 from immich_search.sqlfiles import query
 from immich_search.sync.decode import decode_preview
 from immich_search.sync.discovery import discover
@@ -415,14 +414,14 @@ class OcrSync(SyncPipeline):
 
     Args:
         pool, source, batch_size, queue: as :class:`SyncPipeline`.
-        engine: the OCR engine (created lazily when ``None``).
+        engine: the OCR engine (``None``: the default engine, built on first use).
     """
 
     def __init__(
         self,
         pool: ConnectionPool,
         source: MediaFileSource | PreviewSource,
-        engine: RapidOcrEngine | None = None,
+        engine=None,
         batch_size: int = DEFAULT_BATCH_SIZE,
         queue: JobQueue | None = None,
     ) -> None:

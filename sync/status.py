@@ -107,6 +107,8 @@ class SyncStatus:
         eta_s: seconds to clear what is runnable and undiscovered at the recent rate (``None``: no rate,
             or nothing is runnable while :attr:`later` jobs wait).
         later: jobs not yet runnable (:class:`LaterJobs`: leased, or in retry backoff).
+        ocr_engines: OCR rows by what read them: ``{"engine", "model", "photos", "latest"}`` (most photos
+            first; engine ``immich`` for Immich's own OCR).
     """
 
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
@@ -118,6 +120,7 @@ class SyncStatus:
     recent_errors: list[dict] = field(default_factory=list)
     eta_s: float | None = None
     later: list[LaterJobs] = field(default_factory=list)
+    ocr_engines: list[dict] = field(default_factory=list)
 
     def as_json(self) -> dict:
         """Return the status as JSON-ready data (times as ISO 8601 strings)."""
@@ -179,6 +182,10 @@ def sync_status(conn: psycopg.Connection, *, errors: int = 10, alive_s: float = 
         for values in conn.execute(query("recent_errors"), {"limit": errors})
     ]
     status.later = later_jobs(conn)
+    status.ocr_engines = [
+        {"engine": engine, "model": model, "photos": int(photos), "latest": latest}
+        for engine, model, photos, latest in conn.execute(query("status_ocr_engines"))
+    ]
     backlog = sum(jobs for jobs, _ in status.waiting.values()) + sum(lag.undiscovered for lag in status.lag)
     if status.per_second > 0 and backlog > 0:
         status.eta_s = backlog / status.per_second

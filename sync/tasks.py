@@ -18,7 +18,7 @@ from PIL import Image
 from psycopg_pool import ConnectionPool
 
 from immich_search.errors import ConfigError
-from immich_search.ocr_engine import OcrLine, RapidOcrEngine
+from immich_search.ocr_engine import OcrLine
 from immich_search.sqlfiles import query
 from immich_search.sync.errors import JobError, PermanentJobError, RetryableJobError
 from immich_search.sync.immich_ocr import IMMICH_OCR_MODEL, OCR_SOURCES, immich_ocr_available, immich_ocr_lines
@@ -50,12 +50,19 @@ class Task(Protocol):
         """Store one row inside the caller's transaction."""
 
 
-def ocr_row(asset_id: str, lines: list[OcrLine], model: str, source: str = "rapidocr") -> dict:
-    """Build the ``upsert_ocr`` parameters of an asset from its recognised lines (reading order)."""
+def ocr_row(
+    asset_id: str, lines: list[OcrLine], model: str, source: str = "rapidocr", engine: str = "rapidocr-v4"
+) -> dict:
+    """Build the ``upsert_ocr`` parameters of an asset from its recognised lines (reading order).
+
+    ``engine`` is the engine's name (:data:`immich_search.ocr.registry.ENGINES`, ``immich`` for Immich's
+    own OCR) and ``model`` what it ran, with versions; both are stored on the row.
+    """
     texts = [line.text for line in lines]
     return {
         "asset_id": asset_id,
         "source": source,
+        "engine": engine,
         "model": model,
         "lines": json.dumps([line.as_json() for line in lines], ensure_ascii=False),
         "text": "\n".join(texts),
@@ -68,9 +75,11 @@ class OcrTask:
     """The text of each preview, tokenised for search (table ``immich_search.ocr``).
 
     Args:
-        engine: the OCR engine (``.model`` and ``.recognize(image) -> list[OcrLine]``); ``None`` loads
-            RapidOCR's bundled models on first use (about a second), and never when Immich's OCR covers all.
-        source: where text comes from: ``rapidocr`` (our engine on every preview), ``immich`` (Immich's
+        engine: the OCR engine (``.engine``, ``.model`` and ``.recognize(image) -> list[OcrLine]``); ``None``
+            builds the default engine (:data:`immich_search.ocr.registry.DEFAULT_ENGINE`) on first use, and
+            never when Immich's OCR covers all.
+        source: where text comes from: ``rapidocr`` (our engine, whichever ``--ocr-engine``, on every
+            preview), ``immich`` (Immich's
             own ``asset_ocr`` rows only, Immich v2.2+; an asset Immich has not OCR'd yet is retried later)
             or ``auto`` (Immich's rows where they are fresh, the engine for the rest).
 
@@ -80,7 +89,7 @@ class OcrTask:
 
     name = "ocr"
 
-    def __init__(self, engine: RapidOcrEngine | None = None, source: str = "rapidocr") -> None:
+    def __init__(self, engine=None, source: str = "rapidocr") -> None:
         if source not in OCR_SOURCES:
             raise ValueError(f"OCR source must be one of {', '.join(OCR_SOURCES)}, got {source!r}")
         self._engine = engine
@@ -88,10 +97,12 @@ class OcrTask:
         self._immich_available = False
 
     @property
-    def engine(self) -> RapidOcrEngine:
+    def engine(self):
         """The OCR engine, loaded on first use."""
         if self._engine is None:
-            self._engine = RapidOcrEngine()
+            from immich_search.ocr.registry import build_engine
+
+            self._engine = build_engine()
         return self._engine
 
     def prepare(self, pool: ConnectionPool) -> None:
@@ -123,7 +134,7 @@ class OcrTask:
         resolved: dict[str, dict | JobError] = {}
         for asset_id, lines in immich_ocr_lines(conn, asset_ids).items():
             if lines is not None:
-                resolved[asset_id] = ocr_row(asset_id, lines, IMMICH_OCR_MODEL, source="immich")
+                resolved[asset_id] = ocr_row(asset_id, lines, IMMICH_OCR_MODEL, source="immich", engine="immich")
             elif self.source == "immich":
                 resolved[asset_id] = RetryableJobError(
                     "Immich has not run OCR on this asset's current preview yet (--ocr-source immich)"
@@ -139,7 +150,9 @@ class OcrTask:
             except Exception as exc:  # noqa: BLE001 - a model error is recorded on its job
                 results.append(PermanentJobError(f"OCR failed: {type(exc).__name__}: {exc}"))
             else:
-                results.append(ocr_row(asset_id, lines, self.engine.model))
+                # An engine given as module:callable may not name itself.
+                name = getattr(self.engine, "engine", None) or "custom"
+                results.append(ocr_row(asset_id, lines, self.engine.model, engine=name))
         return results
 
     def write(self, conn: psycopg.Connection, row: dict) -> None:

@@ -53,9 +53,12 @@ class WorkerSpec:
         media_root, immich_media_location: for ``files`` (see :class:`MediaFileSource`).
         immich_url, api_keys: for ``api`` (see :class:`~immich_search.sync.api_source.ApiSource`).
         ocr_source: ``auto`` | ``immich`` | ``rapidocr`` (see :class:`OcrTask`).
-        ocr_engine: ``"module:callable"`` returning an OCR engine (``.model``, ``.recognize``); ``None``:
-            RapidOCR. The callable gets ``threads=`` when :attr:`ocr_threads` is set.
-        ocr_threads: onnxruntime threads per model (``None``: cores / workers).
+        ocr_engine: an engine name of :data:`immich_search.ocr.registry.ENGINES` (``--ocr-engine``), or
+            ``"module:callable"`` returning an OCR engine (``.engine``, ``.model``, ``.recognize``); ``None``:
+            the default engine. The callable gets ``threads=`` when :attr:`ocr_threads` is set.
+        ocr_threads: threads per OCR engine (``None``: cores / workers).
+        ocr_det_max_side: the longer side in pixels of the image the text detector sees (``None``: the
+            engine's default); for a named engine only.
         clip, clip_model_dir, clip_arch: the cn-clip model (as ``--clip``, ``--clip-model-dir``, ``--clip-arch``).
         batch_size: assets per claimed batch.
         lease_s: lease length in seconds; heartbeat_s: seconds between renewals (default lease / 4).
@@ -72,6 +75,7 @@ class WorkerSpec:
     ocr_source: str = "auto"
     ocr_engine: str | None = None
     ocr_threads: int | None = None
+    ocr_det_max_side: int | None = None
     clip: bool | None = None
     clip_model_dir: str | None = None
     clip_arch: str | None = None
@@ -105,8 +109,13 @@ class LazyEngine:
         """The engine's model name."""
         return self._get().model
 
+    @property
+    def engine(self) -> str:
+        """The engine's name (``custom`` for an engine that does not name itself)."""
+        return getattr(self._get(), "engine", None) or "custom"
+
     def recognize(self, image):
-        """Recognise the text of an RGB image (see :class:`~immich_search.ocr_engine.RapidOcrEngine`)."""
+        """Recognise the text of an RGB image (see :mod:`immich_search.ocr`)."""
         return self._get().recognize(image)
 
 
@@ -114,17 +123,25 @@ def engine_factory(spec: WorkerSpec) -> Callable[[], object]:
     """Return a callable building the OCR engine ``spec`` names.
 
     Raises:
-        ConfigError: ``spec.ocr_engine`` is not ``module:callable``.
+        ConfigError: ``spec.ocr_engine`` is neither an engine name nor ``module:callable``.
     """
-    if spec.ocr_engine:
-        module_name, _, attribute = spec.ocr_engine.partition(":")
-        if not module_name or not attribute:
-            raise ConfigError(f"OCR engine must be 'module:callable', got {spec.ocr_engine!r}")
-        factory = getattr(importlib.import_module(module_name), attribute)
-    else:
-        from immich_search.ocr_engine import RapidOcrEngine
+    from immich_search.ocr.registry import DEFAULT_ENGINE, ENGINES, build_engine
 
-        factory = RapidOcrEngine
+    name = spec.ocr_engine or DEFAULT_ENGINE
+    if ":" not in name:
+        if name not in ENGINES:
+            raise ConfigError(f"unknown OCR engine {name!r}: one of {', '.join(ENGINES)}")
+
+        def named():
+            if spec.ocr_threads is not None:
+                _limit_opencv_threads(spec.ocr_threads)
+            return build_engine(name, threads=spec.ocr_threads, det_max_side=spec.ocr_det_max_side)
+
+        return named
+    module_name, _, attribute = name.partition(":")
+    if not module_name or not attribute:
+        raise ConfigError(f"OCR engine must be a name or 'module:callable', got {name!r}")
+    factory = getattr(importlib.import_module(module_name), attribute)
     if spec.ocr_threads is None:
         return factory
 

@@ -30,8 +30,8 @@ def add_row(conn: psycopg.Connection, owner: str, lines: object, version: int, v
         asset_id=asset_id,
     )
     conn.execute(
-        "INSERT INTO immich_search.ocr (asset_id, source, model, lines, text, search_vector, tokenizer_version) "
-        "VALUES (%s, 'rapidocr', 'test', %s, '', %s::tsvector, %s)",
+        "INSERT INTO immich_search.ocr (asset_id, source, engine, model, lines, text, search_vector, "
+        "tokenizer_version) VALUES (%s, 'rapidocr', 'rapidocr-v4', 'test', %s, '', %s::tsvector, %s)",
         (asset_id, json.dumps(lines), vector, version),
     )
     return asset_id

@@ -1,6 +1,6 @@
 """The SQL query tokenizer is the exact twin of the Python one (jieba's segmentation included), and never raises.
 
-The parity that matters is that of the newest builders (``ocr_tsquery_v2`` and ``build_ocr_query`` with
+The parity that matters is that of the newest builders (``ocr_tsquery_v4`` and ``build_ocr_query`` with
 ``jieba_segmenter()``); revision 0001's ``segments_v1`` is checked beside its v2 (same, with ``fold_v2``).
 """
 
@@ -19,6 +19,7 @@ from immich_search.ranking.ocr_query import (
     build_ocr_query,
     cjk_words,
     jieba_segmenter,
+    query_units,
 )
 from immich_search.ranking.query_language import _SPACE, parse
 from immich_search.sqlfiles import read_sql
@@ -39,6 +40,7 @@ from tests.strategies import ANY_CHAR, ASSIGNED, HAN, query_texts
 REPO = Path(__file__).resolve().parents[1]
 FUNCTIONS_SQL = (REPO / "sql" / "schema" / "0001_ocr_functions.sql").read_text(encoding="utf-8")
 QUALITY_SQL = (REPO / "sql" / "schema" / "0003_search_quality.sql").read_text(encoding="utf-8")
+ENGINES_SQL = (REPO / "sql" / "schema" / "0007_ocr_engines.sql").read_text(encoding="utf-8")
 DB_SETTINGS = settings(max_examples=200, deadline=None)
 SEGMENTER = jieba_segmenter()
 
@@ -65,7 +67,10 @@ def test_sql_character_classes_equal_python_classes(name, sql):
     assert classes == [cjk, cjk, word]
 
 
-@pytest.mark.parametrize(("name", "sql"), [("ocr_tsquery_v1", FUNCTIONS_SQL), ("ocr_tsquery_v2", QUALITY_SQL)])
+@pytest.mark.parametrize(
+    ("name", "sql"),
+    [("ocr_tsquery_v1", FUNCTIONS_SQL), ("ocr_tsquery_v2", QUALITY_SQL), ("ocr_tsquery_v4", ENGINES_SQL)],
+)
 def test_sql_white_space_class_equals_python_class(name, sql):
     expected = "".join({" ": " ", "\t": "\\t", "\n": "\\n", "\r": "\\r", "\f": "\\f", "\v": "\\v"}[c] for c in _SPACE)
     classes = regex_classes(function_body(name, sql))
@@ -101,11 +106,11 @@ def test_sql_character_classes_match_the_same_characters(conn, first_release_con
 
 
 def compare(conn: psycopg.Connection, query: str) -> None:
-    """Assert SQL's ocr_tsquery_v3(query, strict) equals Python's build_ocr_query with jieba, loose and strict
+    """Assert SQL's ocr_tsquery_v4(query, strict) equals Python's build_ocr_query with jieba, loose and strict
     (both read the query capped at MAX_QUERY_CHARS)."""
     built = build_ocr_query(parse(query), SEGMENTER)
     sql_loose, sql_strict, py_loose, py_strict = conn.execute(
-        "SELECT immich_search.ocr_tsquery_v3(%(q)s, false)::text, immich_search.ocr_tsquery_v3(%(q)s, true)::text,"
+        "SELECT immich_search.ocr_tsquery_v4(%(q)s, false)::text, immich_search.ocr_tsquery_v4(%(q)s, true)::text,"
         "       %(loose)s::tsquery::text, %(strict)s::tsquery::text",
         {"q": query, "loose": built.loose, "strict": built.strict},
     ).fetchone()
@@ -226,7 +231,7 @@ def test_parity_on_edge_queries(conn, query):
 
 def test_nothing_searchable_is_null(conn):
     for query in ["", "   ", '"', "-", "ocr:", "😀", "-word", "!!!", None]:
-        assert conn.execute("SELECT immich_search.ocr_tsquery_v2(%s)", (query,)).fetchone()[0] is None
+        assert conn.execute("SELECT immich_search.ocr_tsquery_v4(%s)", (query,)).fetchone()[0] is None
         assert conn.execute("SELECT immich_search.ocr_tsquery(%s)", (query,)).fetchone()[0] is None
     assert build_ocr_query(parse("-word")).loose is None
 
@@ -243,7 +248,9 @@ def test_known_shapes(conn):
     assert sql("发") == "'发'"
     assert sql("发票金额") == "'发票' & '金额' | '发票' <-> '票金' <-> '金额'", "jieba's words, each anywhere"
     assert sql('"发票金额"') == "'发票' <-> '票金' <-> '金额'", "a quoted run stays one phrase"
-    assert sql("春季上新") == "'春季' & '上' & '新' | '春季' <-> '季上' <-> '上新'"
+    assert sql("春季上新") == "'春季' & '上' & '新' | '春季' <-> '季上' <-> '上新'", "a word anchors the run"
+    assert sql("包邮") == "'包邮'", "two characters jieba leaves apart match next to each other only"
+    assert sql("北京和上海") == "'北京' & '和' & '上海' | '北京' <-> '京和' <-> '和上' <-> '上海'"
     kana = "'东京' & 'タワ' <-> 'ワー' | '东京' <-> '京タ' <-> 'タワ' <-> 'ワー'"
     assert sql("东京タワー") == kana, "kana stay whole"
     assert sql("增值税") == "'增值' <-> '值税'", "one word: no whole-run alternative"
@@ -270,7 +277,7 @@ _ANY_TEXT = query_texts(ANY_CHAR, max_pieces=15)
 @DB_SETTINGS
 @given(query=_ANY_TEXT, strict=st.booleans())
 def test_sql_tokenizer_never_raises(conn, query, strict):
-    result = conn.execute("SELECT immich_search.ocr_tsquery_v2(%s, %s)::text", (query, strict)).fetchone()[0]
+    result = conn.execute("SELECT immich_search.ocr_tsquery_v4(%s, %s)::text", (query, strict)).fetchone()[0]
     assert result is None or result.strip()
     # And the full search function answers too (no user: no rows, but no error either).
     conn.execute(
@@ -283,7 +290,7 @@ def test_sql_tokenizer_never_raises(conn, query, strict):
 def test_fuzzy_tsquery_never_raises(conn, query):
     """The fuzzy query of any loose query is a valid tsquery (or NULL), with the loose query inside it."""
     loose, fuzzy = conn.execute(
-        "SELECT q::text, immich_search.fuzzy_tsquery_v2(q)::text FROM immich_search.ocr_tsquery_v2(%s) AS q",
+        "SELECT q::text, immich_search.fuzzy_tsquery_v2(q)::text FROM immich_search.ocr_tsquery_v4(%s) AS q",
         (query,),
     ).fetchone()
     if fuzzy is not None:
@@ -348,6 +355,16 @@ SENTENCES = [
 @pytest.mark.parametrize("run", SENTENCES)
 def test_cjk_words_equal_jieba(conn, run):
     assert sql_words(conn, run) == cjk_words(run, SEGMENTER) == SEGMENTER(run)
+
+
+@pytest.mark.parametrize("run", [*SENTENCES, "包邮", "顺丰包邮", "包", "东京タワー", "发票\u9fd6\u9fd7税"])
+def test_query_units_equal_sql(conn, run):
+    """cjk_words_v3 (revision 0007) keeps a run jieba cuts into single characters only whole, as query_units."""
+    units = conn.execute("SELECT immich_search.cjk_words_v3(%s)", (run,)).fetchone()[0]
+    assert units == query_units(run, SEGMENTER)
+    assert "".join(units) == run
+    words = cjk_words(run, SEGMENTER)
+    assert units == ([run] if all(len(word) == 1 for word in words) else words)
 
 
 def test_cjk_words_keep_other_pieces_whole(conn):

@@ -87,11 +87,11 @@ def ocr_rows(url: str) -> dict[str, dict]:
     with psycopg.connect(url) as conn:
         rows = conn.execute(
             'SELECT a."originalFileName", o.source, o.model, o.lines, o.text, o.search_vector::text, '
-            "o.tokenizer_version FROM immich_search.ocr o JOIN public.asset a ON a.id = o.asset_id"
+            "o.tokenizer_version, o.engine FROM immich_search.ocr o JOIN public.asset a ON a.id = o.asset_id"
         ).fetchall()
     return {
-        name: {"source": s, "model": m, "lines": lines, "text": text, "vector": vector, "version": v}
-        for name, s, m, lines, text, vector, v in rows
+        name: {"source": s, "model": m, "lines": lines, "text": text, "vector": vector, "version": v, "engine": e}
+        for name, s, m, lines, text, vector, v, e in rows
     }
 
 
@@ -128,7 +128,7 @@ def test_sync_indexes_then_does_no_repeated_work(db, tmp_path, ocr_engine):
     rows = ocr_rows(db)
     assert set(rows) == set(live)
     road = rows["road_sign.jpg"]
-    assert road["source"] == "rapidocr" and "rapidocr" in road["model"]
+    assert road["source"] == "rapidocr" and "rapidocr" in road["model"] and road["engine"] == "rapidocr-v4"
     assert road["version"] == TOKENIZER_VERSION
     assert "WILD" in road["text"].upper() and "CROSSING" in road["text"].upper()
     assert road["lines"], "recognised lines are stored"

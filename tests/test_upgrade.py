@@ -13,7 +13,6 @@ import psycopg
 from immich_search import immich_rows, migrate
 from immich_search.db import open_pool
 from immich_search.ocr_engine import OcrLine
-from immich_search.sqlfiles import query
 from immich_search.sync.discovery import discover
 from immich_search.sync.pipeline import ocr_row
 
@@ -47,7 +46,13 @@ def test_upgrade_from_first_release_keeps_data(immich_db):
             immich_rows.insert_preview(conn, asset, f"/data/thumbs/{i}.jpeg")
             if i < 2:
                 line = OcrLine(text, 0.9, (0.1, 0.1, 0.9, 0.1, 0.9, 0.2, 0.1, 0.2))
-                conn.execute(query("upsert_ocr"), ocr_row(str(asset), [line], "rapidocr 1.4.4 (PP-OCRv4)"))
+                # The row as 0001's sync wrote it (no engine column before revision 0007).
+                conn.execute(
+                    "INSERT INTO immich_search.ocr (asset_id, source, model, lines, text, search_vector, "
+                    "tokenizer_version) VALUES (%(asset_id)s, %(source)s, %(model)s, %(lines)s, %(text)s, "
+                    "%(search_vector)s::tsvector, %(tokenizer_version)s)",
+                    ocr_row(str(asset), [line], "rapidocr 1.4.4 (PP-OCRv4)"),
+                )
         # What a 0001 sync leaves behind: done jobs, a failed one with its reason, both cursors.
         previews = {str(a): u for a, u in conn.execute('SELECT "assetId", "updateId" FROM public.asset_file')}
         for asset, state, error in zip(

@@ -1,6 +1,7 @@
 """Command-line options shared by several commands, each declared once here.
 
 * where previews come from and where text comes from (``sync``, ``reprocess``);
+* the OCR engine and its detector size (``sync``, ``reprocess``);
 * the cn-clip model folder and variant (``sync``, ``search``, ``embed``, ``reprocess``, ``serve``,
   ``models``) and ``--clip/--no-clip``.
 """
@@ -14,6 +15,7 @@ from typing import Any
 
 import click
 
+from immich_search.ocr.registry import DEFAULT_ENGINE, DET_MAX_SIDE_ENV, ENGINE_ENV, ENGINES
 from immich_search.runtime.backend import DEVICE_ENV, DEVICES, NPU_CORES_ENV
 from immich_search.runtime.manifest import MODEL_DIR_ENV
 
@@ -77,6 +79,36 @@ def ocr_source_option(default: str) -> Callable[[Callable[..., Any]], Callable[.
         help="auto: Immich's own OCR (v2.2+) where it has run, RapidOCR for the rest; immich: only Immich's; "
         "rapidocr: only RapidOCR.",
     )
+
+
+def ocr_engine_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Add ``--ocr-engine`` and ``--ocr-det-max-side``; the command receives ``ocr_engine`` and
+    ``ocr_det_max_side`` (``None``: the engine's default)."""
+    for decorator in reversed(
+        [
+            click.option(
+                "--ocr-engine",
+                type=click.Choice(list(ENGINES)),
+                envvar=ENGINE_ENV,
+                default=DEFAULT_ENGINE,
+                show_default=True,
+                help=f"The OCR engine that reads previews (env {ENGINE_ENV}); every OCR row records it, see "
+                "`immich-search status`. Changing it leaves indexed photos as they are: `sync --force` "
+                "re-reads the library with the new one.",
+            ),
+            click.option(
+                "--ocr-det-max-side",
+                type=click.IntRange(32, 8192),
+                envvar=DET_MAX_SIDE_ENV,
+                metavar="PX",
+                help=f"Longest side in pixels of the image the text detector sees (env {DET_MAX_SIDE_ENV}; default: "
+                "the engine's own, 1600 for faster-paddle, a shorter side of at least 736 for RapidOCR). Lower "
+                "is faster and misses small text; recognition always reads the full preview.",
+            ),
+        ]
+    ):
+        command = decorator(command)
+    return command
 
 
 def model_dir_option(*names: str, read_env: bool = True, help: str | None = None) -> Decorator:

@@ -10,7 +10,12 @@ import click
 from rich.table import Table
 
 from immich_search.commands.common import Settings, console, err_console, pass_settings, require_migrated
-from immich_search.commands.options import clip_model_location, ocr_source_option, preview_source_options
+from immich_search.commands.options import (
+    clip_model_location,
+    ocr_engine_options,
+    ocr_source_option,
+    preview_source_options,
+)
 from immich_search.errors import ConfigError
 
 
@@ -42,6 +47,7 @@ def parse_asset_ids(values: tuple[str, ...]) -> list[str]:
 )
 @preview_source_options
 @ocr_source_option("rapidocr")
+@ocr_engine_options
 @clip_model_location
 @pass_settings
 def reprocess(
@@ -56,6 +62,8 @@ def reprocess(
     immich_url: str | None,
     api_keys: str | None,
     ocr_source: str,
+    ocr_engine: str,
+    ocr_det_max_side: int | None,
     clip_model_dir: Path | None,
     clip_arch: str | None,
 ) -> None:
@@ -63,8 +71,9 @@ def reprocess(
 
     ASSET_ID is Immich's asset id (the last part of the photo's URL in Immich's web app). The jobs are put
     at the head of the queue and done here and now; a worker busy with one of them loses it. By default the
-    text is recognised again by RapidOCR (--ocr-source rapidocr), even where Immich has its own. Exits 1
-    when a job did not succeed (the reason is printed). From psql: SELECT immich_search.requeue(ARRAY[...]::uuid[]).
+    text is recognised again by our OCR engine (--ocr-source rapidocr, --ocr-engine), even where Immich has
+    its own. Exits 1 when a job did not succeed (the reason is printed). From psql:
+    SELECT immich_search.requeue(ARRAY[...]::uuid[]).
 
     \b
     Examples:
@@ -72,6 +81,7 @@ def reprocess(
       immich-search reprocess 6f1c2a43-3b5e-4a8e-9a0c-2d4f5e6a7b8c --ocr --media-root /srv/immich/library
       immich-search reprocess 6f1c2a43-3b5e-4a8e-9a0c-2d4f5e6a7b8c --clip --clip-model-dir /models
       immich-search reprocess 6f1c2a43-3b5e-4a8e-9a0c-2d4f5e6a7b8c --queue-only
+      immich-search reprocess 6f1c2a43-3b5e-4a8e-9a0c-2d4f5e6a7b8c --ocr --ocr-engine rapidocr-v6
     """
     from immich_search.db import open_pool
     from immich_search.sqlfiles import query
@@ -110,6 +120,8 @@ def reprocess(
             immich_url=immich_url,
             api_keys=split_api_keys(api_keys),
             ocr_source=ocr_source,
+            ocr_engine=ocr_engine,
+            ocr_det_max_side=ocr_det_max_side,
             # --clip asked for explicitly requires the model; by default CLIP is redone when it loads.
             clip=(True if explicit else None) if want_clip else False,
             clip_model_dir=str(clip_model_dir) if clip_model_dir else None,

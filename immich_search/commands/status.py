@@ -44,6 +44,21 @@ def print_status(status, out: Console) -> None:
     if status.later:
         out.print(f"waiting: {describe_later(status.later)}")
 
+    if status.ocr_engines:
+        engines = Table("engine", "model", "photos", "latest", title="OCR text read by")
+        for row in status.ocr_engines:
+            latest = row["latest"].strftime("%Y-%m-%d %H:%M:%S %Z") if row["latest"] else "-"
+            engines.add_row(row["engine"], row["model"], str(row["photos"]), latest)
+        out.print(engines)
+        ours = {row["engine"] for row in status.ocr_engines if row["engine"] != "immich"}
+        if len(ours) > 1:
+            out.print(
+                "photos were read by more than one OCR engine; `immich-search sync --reread-other-engines "
+                "--ocr-engine NAME` re-reads the others with NAME"
+            )
+    else:
+        out.print("OCR text: none indexed yet")
+
     if status.workers:
         workers = Table("worker", "source", "tasks", "state", "done", "failed", "last heartbeat", title="workers")
         for worker in status.workers:

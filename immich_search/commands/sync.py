@@ -17,7 +17,12 @@ from immich_search.commands.common import (
     progress_bar,
     require_migrated,
 )
-from immich_search.commands.options import clip_model_options, ocr_source_option, preview_source_options
+from immich_search.commands.options import (
+    clip_model_options,
+    ocr_engine_options,
+    ocr_source_option,
+    preview_source_options,
+)
 from immich_search.progress_log import DEFAULT_INTERVAL_S as DEFAULT_PROGRESS_INTERVAL_S
 from immich_search.progress_log import ProgressLog
 from immich_search.runtime.loading import load_clip_model
@@ -30,7 +35,14 @@ in retry backoff): ``EX_TEMPFAIL`` of sysexits.h, "try again later". 0 means not
 @click.command(context_settings=CONTEXT_SETTINGS)
 @preview_source_options
 @ocr_source_option("auto")
+@ocr_engine_options
 @click.option("--force", is_flag=True, help="Redo every asset, even those already indexed.")
+@click.option(
+    "--reread-other-engines",
+    is_flag=True,
+    help="First queue the photos another OCR engine read, so that --ocr-engine reads them again (OCR only; "
+    "CLIP vectors stay).",
+)
 @click.option("--batch-size", default=16, show_default=True, type=click.IntRange(1, 1000))
 @click.option(
     "--workers",
@@ -64,7 +76,10 @@ def sync(
     immich_url: str | None,
     api_keys: str | None,
     ocr_source: str,
+    ocr_engine: str,
+    ocr_det_max_side: int | None,
     force: bool,
+    reread_other_engines: bool,
     batch_size: int,
     workers: int,
     watch: bool,
@@ -93,6 +108,7 @@ def sync(
       immich-search sync --watch --workers 2
       IMMICH_URL=http://immich:2283 IMMICH_API_KEY=key1,key2 immich-search sync --source api --watch
       immich-search sync --ocr-source immich   # index what Immich's own OCR found, in minutes
+      immich-search sync --force --ocr-engine faster-paddle-tiny   # re-read the whole library with another engine
     """
     from immich_search.db import connect
     from immich_search.sync.api_source import split_api_keys
@@ -107,6 +123,8 @@ def sync(
         immich_url=immich_url,
         api_keys=split_api_keys(api_keys),
         ocr_source=ocr_source,
+        ocr_engine=ocr_engine,
+        ocr_det_max_side=ocr_det_max_side,
         clip=clip,
         clip_model_dir=str(clip_model_dir) if clip_model_dir else None,
         clip_arch=clip_arch,
@@ -119,6 +137,11 @@ def sync(
     warning = getattr(source, "layout_warning", lambda: None)()
     if warning:
         click.echo(f"warning: {warning}", err=True)  # one line: it often lands in a log
+    if reread_other_engines:
+        from immich_search.ocr.moving import queue_other_engines
+
+        queued = queue_other_engines(url, ocr_engine)
+        click.echo(f"queued {queued} photo(s) read by another OCR engine than {ocr_engine}", err=True)
     model, why_not = load_clip_model(clip, clip_model_dir, clip_arch, "image")
     if why_not:
         err_console.print(f"[yellow]{why_not}[/yellow]\n[yellow]indexing OCR text only.[/yellow]")

@@ -7,7 +7,7 @@ FROM immich_search.search_ocr_tsquery_v2(%(loose)s::tsquery, %(strict)s::tsquery
 
 -- name: search_ocr_sql
 SELECT asset_id, original_file_name, score, snippet
-FROM immich_search.search_ocr_v3(%(query)s, %(user_id)s::uuid, %(k)s, %(offset)s, %(include_locked)s)
+FROM immich_search.search_ocr_v4(%(query)s, %(user_id)s::uuid, %(k)s, %(offset)s, %(include_locked)s)
 
 -- name: find_user
 -- A user by id (as text) or e-mail, case-insensitively; Immich's deleted users excluded.
@@ -28,7 +28,7 @@ FROM immich_search.search_hybrid_tsquery_v2(
 
 -- name: search_hybrid_sql
 SELECT asset_id, original_file_name, score, snippet, ocr_rank, clip_rank, ocr_score, clip_score
-FROM immich_search.search_v2(%(query)s, %(vector)s::vector, %(user_id)s::uuid, %(k)s, %(offset)s,
+FROM immich_search.search_v3(%(query)s, %(vector)s::vector, %(user_id)s::uuid, %(k)s, %(offset)s,
                              %(include_locked)s, %(fusion)s, %(ocr_weight)s::real, %(clip_weight)s::real,
                              %(candidates)s)
 

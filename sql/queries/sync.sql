@@ -72,12 +72,13 @@ LEFT JOIN public.asset_file f ON f."assetId" = a.id AND f.type = 'preview' AND f
 WHERE a.id = ANY(%(asset_ids)s::uuid[])
 
 -- name: upsert_ocr
-INSERT INTO immich_search.ocr (asset_id, source, model, lines, text, search_vector, tokenizer_version,
+INSERT INTO immich_search.ocr (asset_id, source, engine, model, lines, text, search_vector, tokenizer_version,
                                processed_at)
-VALUES (%(asset_id)s, %(source)s, %(model)s, %(lines)s, %(text)s, %(search_vector)s::tsvector,
+VALUES (%(asset_id)s, %(source)s, %(engine)s, %(model)s, %(lines)s, %(text)s, %(search_vector)s::tsvector,
         %(tokenizer_version)s, now())
 ON CONFLICT (asset_id) DO UPDATE
-SET source = excluded.source, model = excluded.model, lines = excluded.lines, text = excluded.text,
+SET source = excluded.source, engine = excluded.engine, model = excluded.model, lines = excluded.lines,
+    text = excluded.text,
     search_vector = excluded.search_vector, tokenizer_version = excluded.tokenizer_version,
     processed_at = excluded.processed_at
 
@@ -273,3 +274,18 @@ ORDER BY "assetId", least(y1, y2), least(x1, x4), id
 -- name: clip_model_setting
 -- The active CLIP model, when one is configured (revision 0002's setting).
 SELECT value FROM immich_search.setting WHERE key = 'clip_model'
+
+-- name: status_ocr_engines
+-- OCR rows by the engine and model that read them (what indexed what; a library moves to another
+-- engine with `sync --force --ocr-engine NAME`).
+SELECT engine, model, count(*) AS photos, max(processed_at) AS latest
+FROM immich_search.ocr
+GROUP BY engine, model
+ORDER BY photos DESC, engine, model
+
+-- name: requeue_other_engines
+-- Put the photos our own OCR read with another engine than %(engine)s at the head of the OCR queue
+-- (`sync --reread-other-engines`); rows from Immich's own OCR are left alone. Returns the jobs queued.
+SELECT immich_search.requeue(
+  ARRAY(SELECT o.asset_id FROM immich_search.ocr o WHERE o.source = 'rapidocr' AND o.engine <> %(engine)s),
+  ARRAY['ocr'])
