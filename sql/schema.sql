@@ -16,6 +16,20 @@ column clip.model text NOT NULL
 
 column clip.processed_at timestamp with time zone NOT NULL DEFAULT now()
 
+column description.asset_id uuid NOT NULL
+
+column description.host text NOT NULL
+
+column description.model text NOT NULL
+
+column description.processed_at timestamp with time zone NOT NULL DEFAULT now()
+
+column description.search_vector tsvector NOT NULL
+
+column description.text text NOT NULL
+
+column description.tokenizer_version integer NOT NULL
+
 column fold_char.source text NOT NULL
 
 column fold_char.target text NOT NULL
@@ -98,6 +112,10 @@ constraint immich_search.clip clip_asset_id_fkey FOREIGN KEY (asset_id) REFERENC
 
 constraint immich_search.clip clip_pkey PRIMARY KEY (asset_id)
 
+constraint immich_search.description description_asset_id_fkey FOREIGN KEY (asset_id) REFERENCES asset(id) ON DELETE CASCADE
+
+constraint immich_search.description description_pkey PRIMARY KEY (asset_id)
+
 constraint immich_search.fold_char fold_char_pkey PRIMARY KEY (source)
 
 constraint immich_search.job job_asset_id_fkey FOREIGN KEY (asset_id) REFERENCES asset(id) ON DELETE CASCADE
@@ -106,7 +124,7 @@ constraint immich_search.job job_pkey PRIMARY KEY (asset_id, task)
 
 constraint immich_search.job job_state_check CHECK ((state = ANY (ARRAY['pending'::text, 'running'::text, 'done'::text, 'failed'::text])))
 
-constraint immich_search.job job_task_check CHECK ((task = ANY (ARRAY['ocr'::text, 'clip'::text])))
+constraint immich_search.job job_task_check CHECK ((task = ANY (ARRAY['ocr'::text, 'clip'::text, 'describe'::text])))
 
 constraint immich_search.ocr ocr_asset_id_fkey FOREIGN KEY (asset_id) REFERENCES asset(id) ON DELETE CASCADE
 
@@ -577,7 +595,7 @@ function immich_search.requeue(uuid[],text[])
 CREATE OR REPLACE FUNCTION immich_search.requeue(asset_ids uuid[], tasks text[] DEFAULT NULL::text[])
  RETURNS integer
  LANGUAGE sql
-AS $function$ SELECT immich_search.requeue_v1(asset_ids, tasks) $function$
+AS $function$ SELECT immich_search.requeue_v2(asset_ids, tasks) $function$
 
 function immich_search.requeue_failed(text[])
 CREATE OR REPLACE FUNCTION immich_search.requeue_failed(tasks text[] DEFAULT NULL::text[])
@@ -601,21 +619,23 @@ BEGIN
 END
 $function$
 
-function immich_search.requeue_v1(uuid[],text[])
-CREATE OR REPLACE FUNCTION immich_search.requeue_v1(asset_ids uuid[], tasks text[] DEFAULT NULL::text[])
+function immich_search.requeue_v2(uuid[],text[])
+CREATE OR REPLACE FUNCTION immich_search.requeue_v2(asset_ids uuid[], tasks text[] DEFAULT NULL::text[])
  RETURNS integer
  LANGUAGE plpgsql
 AS $function$
 DECLARE
-  wanted text[] := coalesce(tasks, CASE
-    WHEN EXISTS (SELECT 1 FROM immich_search.setting WHERE key = 'clip_model') THEN ARRAY['ocr', 'clip']
-    ELSE ARRAY['ocr'] END);
+  wanted text[] := coalesce(tasks, ARRAY['ocr']
+    || CASE WHEN EXISTS (SELECT 1 FROM immich_search.setting WHERE key = 'clip_model')
+            THEN ARRAY['clip'] ELSE ARRAY[]::text[] END
+    || CASE WHEN EXISTS (SELECT 1 FROM immich_search.setting WHERE key = 'describe_model')
+            THEN ARRAY['describe'] ELSE ARRAY[]::text[] END);
   bad text;
   queued integer;
 BEGIN
-  SELECT t INTO bad FROM unnest(wanted) AS t WHERE t IS NULL OR t NOT IN ('ocr', 'clip') LIMIT 1;
+  SELECT t INTO bad FROM unnest(wanted) AS t WHERE t IS NULL OR t NOT IN ('ocr', 'clip', 'describe') LIMIT 1;
   IF FOUND THEN
-    RAISE EXCEPTION 'requeue_v1: unknown task %, expected ocr or clip', coalesce(quote_literal(bad), 'NULL');
+    RAISE EXCEPTION 'requeue_v2: unknown task %, expected ocr, clip or describe', coalesce(quote_literal(bad), 'NULL');
   END IF;
   INSERT INTO immich_search.job AS j (asset_id, task, preview_update_id, run_after)
   SELECT a.id, t.task, f."updateId", '-infinity'
@@ -1086,6 +1106,8 @@ $function$
 
 index CREATE INDEX clip_embedding_idx ON immich_search.clip USING hnsw (embedding vector_cosine_ops)
 
+index CREATE INDEX description_search_vector_idx ON immich_search.description USING gin (search_vector)
+
 index CREATE INDEX job_claim_idx ON immich_search.job USING btree (task, run_after) WHERE (state = ANY (ARRAY['pending'::text, 'running'::text]))
 
 index CREATE INDEX job_error_idx ON immich_search.job USING btree (updated_at) WHERE (last_error IS NOT NULL)
@@ -1104,6 +1126,8 @@ index CREATE UNIQUE INDEX cjk_word_pkey ON immich_search.cjk_word USING btree (w
 
 index CREATE UNIQUE INDEX clip_pkey ON immich_search.clip USING btree (asset_id)
 
+index CREATE UNIQUE INDEX description_pkey ON immich_search.description USING btree (asset_id)
+
 index CREATE UNIQUE INDEX fold_char_pkey ON immich_search.fold_char USING btree (source)
 
 index CREATE UNIQUE INDEX job_pkey ON immich_search.job USING btree (asset_id, task)
@@ -1116,13 +1140,15 @@ index CREATE UNIQUE INDEX sync_cursor_pkey ON immich_search.sync_cursor USING bt
 
 index CREATE UNIQUE INDEX worker_pkey ON immich_search.worker USING btree (id)
 
-revision 0006
+revision 0008
 
 table alembic_version (r)
 
 table cjk_word (r)
 
 table clip (r)
+
+table description (r)
 
 table fold_char (r)
 

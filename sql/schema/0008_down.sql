@@ -1,0 +1,37 @@
+-- Undo revision 0008: descriptions and the describe task go; requeue_v1 comes back.
+DELETE FROM immich_search.job WHERE task = 'describe';
+DELETE FROM immich_search.sync_cursor WHERE name LIKE 'describe:%';
+DELETE FROM immich_search.setting WHERE key = 'describe_model';
+DROP TABLE immich_search.description;
+CREATE FUNCTION immich_search.requeue_v1(asset_ids uuid[], tasks text[] DEFAULT NULL) RETURNS integer
+LANGUAGE plpgsql AS $$
+DECLARE
+  wanted text[] := coalesce(tasks, CASE
+    WHEN EXISTS (SELECT 1 FROM immich_search.setting WHERE key = 'clip_model') THEN ARRAY['ocr', 'clip']
+    ELSE ARRAY['ocr'] END);
+  bad text;
+  queued integer;
+BEGIN
+  SELECT t INTO bad FROM unnest(wanted) AS t WHERE t IS NULL OR t NOT IN ('ocr', 'clip') LIMIT 1;
+  IF FOUND THEN
+    RAISE EXCEPTION 'requeue_v1: unknown task %, expected ocr or clip', coalesce(quote_literal(bad), 'NULL');
+  END IF;
+  INSERT INTO immich_search.job AS j (asset_id, task, preview_update_id, run_after)
+  SELECT a.id, t.task, f."updateId", '-infinity'
+  FROM public.asset a
+  CROSS JOIN (SELECT DISTINCT unnest(wanted) AS task) AS t
+  LEFT JOIN public.asset_file f ON f."assetId" = a.id AND f.type = 'preview' AND f."isEdited" = false
+  WHERE a.id = ANY(asset_ids)
+  ON CONFLICT (asset_id, task) DO UPDATE
+  SET state = 'pending', attempts = 0, run_after = '-infinity', last_error = NULL, lease_owner = NULL,
+      lease_expires_at = NULL, preview_update_id = excluded.preview_update_id, updated_at = now();
+  GET DIAGNOSTICS queued = ROW_COUNT;
+  RETURN queued;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION immich_search.requeue(asset_ids uuid[], tasks text[] DEFAULT NULL) RETURNS integer
+LANGUAGE sql AS $$ SELECT immich_search.requeue_v1(asset_ids, tasks) $$;
+DROP FUNCTION immich_search.requeue_v2(uuid[], text[]);
+ALTER TABLE immich_search.job DROP CONSTRAINT job_task_check;
+ALTER TABLE immich_search.job ADD CONSTRAINT job_task_check CHECK (task IN ('ocr', 'clip'));
