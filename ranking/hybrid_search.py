@@ -201,9 +201,20 @@ def search_query(
     Raises:
         As :func:`search` and :func:`~immich_search.ranking.ocr_search.search_ocr`.
     """
-    from immich_search.ranking.ocr_search import search_ocr
+    from immich_search.ranking.ocr_search import search_ocr, search_text
 
     chosen = mode or parse(text).mode
+    if chosen is Mode.DESC or (chosen is Mode.HYBRID and encoder is None and tokenizer == "python"):
+        # desc: reads descriptions only; a plain query without a model reads OCR text and descriptions.
+        return search_text(
+            pool,
+            text,
+            user_id,
+            limit=limit,
+            offset=offset,
+            include_locked=include_locked,
+            use_ocr=chosen is not Mode.DESC,
+        )
     if ocr_only(chosen, encoder):
         return search_ocr(
             pool, text, user_id, limit=limit, offset=offset, include_locked=include_locked, tokenizer=tokenizer

@@ -270,6 +270,26 @@ BEGIN
 END
 $function$
 
+function immich_search.description_candidates_v1(tsquery,tsquery,uuid,integer,boolean)
+CREATE OR REPLACE FUNCTION immich_search.description_candidates_v1(loose tsquery, strict tsquery, user_id uuid, k integer DEFAULT 100, include_locked boolean DEFAULT false)
+ RETURNS TABLE(asset_id uuid, original_file_name text, score real)
+ LANGUAGE sql
+ STABLE PARALLEL SAFE
+AS $function$
+  WITH partners AS (
+    SELECT ARRAY(SELECT p."sharedById" FROM public.partner p
+                 WHERE p."sharedWithId" = user_id AND p."inTimeline") AS ids
+  )
+  SELECT d.asset_id, a."originalFileName"::text,
+         (0.5 + 0.25 * (ts_rank_cd(d.search_vector, loose, 33)
+                        + coalesce(ts_rank_cd(d.search_vector, coalesce(strict, loose), 33), 0)))::real
+  FROM immich_search.description AS d JOIN public.asset AS a ON a.id = d.asset_id CROSS JOIN partners
+  WHERE loose IS NOT NULL AND d.search_vector @@ loose
+    AND immich_search.can_see_v2(a."ownerId", a.visibility::text, a."deletedAt", user_id, partners.ids, include_locked)
+  ORDER BY 3 DESC, a."fileCreatedAt" DESC, d.asset_id
+  LIMIT greatest(k, 0)
+$function$
+
 function immich_search.fold_v2(text)
 CREATE OR REPLACE FUNCTION immich_search.fold_v2(input text)
  RETURNS text
@@ -823,6 +843,76 @@ BEGIN
 END
 $function$
 
+function immich_search.search_hybrid_tsquery_v3(tsquery,tsquery,vector,uuid,integer,integer,boolean,text,real,real,integer,integer)
+CREATE OR REPLACE FUNCTION immich_search.search_hybrid_tsquery_v3(loose tsquery, strict tsquery, query_vector vector, user_id uuid, k integer DEFAULT 10, "offset" integer DEFAULT 0, include_locked boolean DEFAULT false, fusion text DEFAULT 'rrf'::text, ocr_weight real DEFAULT 1, clip_weight real DEFAULT 1, candidates integer DEFAULT 100, rrf_k integer DEFAULT 60)
+ RETURNS TABLE(asset_id uuid, original_file_name text, score real, snippet text, ocr_rank integer, clip_rank integer, ocr_score real, clip_score real)
+ LANGUAGE plpgsql
+AS $function$
+#variable_conflict use_column
+DECLARE
+  pool integer := greatest(candidates, greatest(k, 0) + greatest("offset", 0));
+BEGIN
+  IF fusion IS NULL OR fusion NOT IN ('rrf', 'convex') THEN
+    RAISE EXCEPTION 'fusion must be rrf or convex, not %', coalesce(fusion, 'NULL') USING ERRCODE = '22023';
+  END IF;
+  IF ocr_weight IS NULL OR clip_weight IS NULL OR ocr_weight < 0 OR clip_weight < 0
+     OR ocr_weight + clip_weight = 0 THEN
+    RAISE EXCEPTION 'fusion weights must be >= 0 and not both 0 (ocr %, clip %)', ocr_weight, clip_weight
+      USING ERRCODE = '22023';
+  END IF;
+  IF rrf_k IS NULL OR rrf_k < 0 THEN
+    RAISE EXCEPTION 'rrf_k must be >= 0, not %', rrf_k USING ERRCODE = '22023';
+  END IF;
+  RETURN QUERY
+    WITH ocr AS MATERIALIZED (
+      -- Candidates without snippets: the page's snippets are made below.
+      SELECT o.asset_id, o.original_file_name, o.score, o.n::integer AS rank, o.ocr_s, o.desc_s
+      FROM immich_search.text_candidates_v1(loose, strict, user_id, pool, include_locked)
+           WITH ORDINALITY AS o(asset_id, original_file_name, score, ocr_s, desc_s, n)
+      WHERE ocr_weight > 0
+    ), clip AS MATERIALIZED (
+      SELECT c.asset_id, c.original_file_name, c.score, c.n::integer AS rank
+      FROM immich_search.search_clip_v2(query_vector, user_id, pool, 0, include_locked)
+           WITH ORDINALITY AS c(asset_id, original_file_name, score, n)
+      WHERE clip_weight > 0
+    ), bounds AS (
+      SELECT (SELECT min(score) FROM ocr) AS ocr_min, (SELECT max(score) FROM ocr) AS ocr_max,
+             (SELECT min(score) FROM clip) AS clip_min, (SELECT max(score) FROM clip) AS clip_max
+    ), joined AS (
+      SELECT coalesce(o.asset_id, c.asset_id) AS asset_id,
+             coalesce(o.original_file_name, c.original_file_name) AS original_file_name,
+             o.rank AS ocr_rank, c.rank AS clip_rank, o.ocr_s, o.desc_s,
+             o.score AS ocr_score, c.score AS clip_score,
+             CASE WHEN fusion = 'rrf' THEN
+               coalesce(ocr_weight / (rrf_k + o.rank)::float8, 0) + coalesce(clip_weight / (rrf_k + c.rank)::float8, 0)
+             ELSE
+               (ocr_weight * CASE WHEN o.asset_id IS NULL THEN 0
+                                  WHEN b.ocr_max > b.ocr_min THEN (o.score - b.ocr_min) / (b.ocr_max - b.ocr_min)
+                                  ELSE 1 END
+                + clip_weight * CASE WHEN c.asset_id IS NULL THEN 0
+                                     WHEN b.clip_max > b.clip_min THEN (c.score - b.clip_min) / (b.clip_max - b.clip_min)
+                                     ELSE 1 END)
+               / (ocr_weight + clip_weight)
+             END AS fused
+      FROM ocr o FULL JOIN clip c ON c.asset_id = o.asset_id CROSS JOIN bounds b
+    )
+    , page AS (
+      SELECT * FROM joined j
+      ORDER BY j.fused DESC, least(j.ocr_rank, j.clip_rank), j.ocr_rank NULLS LAST, j.asset_id
+      OFFSET greatest("offset", 0) LIMIT greatest(k, 0)
+    )
+    SELECT p.asset_id, p.original_file_name, p.fused::real,
+           CASE WHEN p.ocr_rank IS NULL THEN '' ELSE immich_search.text_snippet_v1(
+             t.text, CASE WHEN p.ocr_s IS NOT NULL THEN loose END,
+             d.text, CASE WHEN p.desc_s IS NOT NULL THEN loose END) END,
+           p.ocr_rank, p.clip_rank, p.ocr_score, p.clip_score
+    FROM page p
+    LEFT JOIN immich_search.ocr t ON t.asset_id = p.asset_id
+    LEFT JOIN immich_search.description d ON d.asset_id = p.asset_id
+    ORDER BY p.fused DESC, least(p.ocr_rank, p.clip_rank), p.ocr_rank NULLS LAST, p.asset_id;
+END
+$function$
+
 function immich_search.search_ocr(text,uuid,integer,integer,boolean)
 CREATE OR REPLACE FUNCTION immich_search.search_ocr(query text, user_id uuid, k integer DEFAULT 10, "offset" integer DEFAULT 0, include_locked boolean DEFAULT false)
  RETURNS TABLE(asset_id uuid, original_file_name text, score real, snippet text)
@@ -881,6 +971,29 @@ BEGIN
   RETURN QUERY SELECT * FROM immich_search.search_ocr_tsquery_v2(loose_query, strict_query, user_id, k, "offset",
                                                                 include_locked);
 END
+$function$
+
+function immich_search.search_text_tsquery_v1(tsquery,tsquery,uuid,integer,integer,boolean,boolean,boolean)
+CREATE OR REPLACE FUNCTION immich_search.search_text_tsquery_v1(loose tsquery, strict tsquery, user_id uuid, k integer DEFAULT 10, "offset" integer DEFAULT 0, include_locked boolean DEFAULT false, use_ocr boolean DEFAULT true, use_description boolean DEFAULT true)
+ RETURNS TABLE(asset_id uuid, original_file_name text, score real, snippet text)
+ LANGUAGE sql
+ STABLE
+AS $function$
+  WITH page AS MATERIALIZED (
+    SELECT c.* FROM immich_search.text_candidates_v1(loose, strict, user_id, greatest(k, 0) + greatest("offset", 0),
+                                                        include_locked, use_ocr, use_description)
+         WITH ORDINALITY AS c(asset_id, original_file_name, score, ocr_score, description_score, n)
+    ORDER BY n OFFSET greatest("offset", 0)
+  )
+  SELECT p.asset_id, p.original_file_name, p.score,
+         immich_search.text_snippet_v1(
+           o.text, CASE WHEN p.ocr_score >= 0.5 THEN loose
+                        WHEN p.ocr_score IS NOT NULL THEN immich_search.fuzzy_tsquery_v2(loose) END,
+           d.text, CASE WHEN p.description_score IS NOT NULL THEN loose END)
+  FROM page AS p
+  LEFT JOIN immich_search.ocr AS o ON o.asset_id = p.asset_id
+  LEFT JOIN immich_search.description AS d ON d.asset_id = p.asset_id
+  ORDER BY p.n
 $function$
 
 function immich_search.search_v2(text,vector,uuid,integer,integer,boolean,text,real,real,integer)
@@ -1012,6 +1125,42 @@ BEGIN
   IF cardinality(parts) = 1 THEN RETURN parts[1]; END IF;
   RETURN '(' || array_to_string(parts, ' & ') || ')';
 END
+$function$
+
+function immich_search.text_candidates_v1(tsquery,tsquery,uuid,integer,boolean,boolean,boolean)
+CREATE OR REPLACE FUNCTION immich_search.text_candidates_v1(loose tsquery, strict tsquery, user_id uuid, k integer DEFAULT 100, include_locked boolean DEFAULT false, use_ocr boolean DEFAULT true, use_description boolean DEFAULT true)
+ RETURNS TABLE(asset_id uuid, original_file_name text, score real, ocr_score real, description_score real)
+ LANGUAGE sql
+ STABLE
+AS $function$
+  WITH o AS MATERIALIZED (
+    SELECT c.* FROM immich_search.ocr_candidates_v2(loose, strict, user_id, k, include_locked)
+         WITH ORDINALITY AS c(asset_id, original_file_name, score, n)
+    WHERE use_ocr
+  ), d AS MATERIALIZED (
+    SELECT c.* FROM immich_search.description_candidates_v1(loose, strict, user_id, k, include_locked)
+         WITH ORDINALITY AS c(asset_id, original_file_name, score, n)
+    WHERE use_description
+  )
+  -- Ties keep each source's own order (newest photo first), so with no description this is exactly
+  -- ocr_candidates_v2's ranking.
+  SELECT coalesce(o.asset_id, d.asset_id), coalesce(o.original_file_name, d.original_file_name),
+         greatest(o.score, d.score), o.score, d.score
+  FROM o FULL JOIN d ON d.asset_id = o.asset_id
+  ORDER BY greatest(o.score, d.score) DESC, least(o.n, d.n), coalesce(o.asset_id, d.asset_id)
+  LIMIT greatest(k, 0)
+$function$
+
+function immich_search.text_snippet_v1(text,tsquery,text,tsquery)
+CREATE OR REPLACE FUNCTION immich_search.text_snippet_v1(ocr_text text, ocr_query tsquery, description_text text, description_query tsquery)
+ RETURNS text
+ LANGUAGE sql
+ STABLE PARALLEL SAFE
+AS $function$
+  SELECT coalesce(concat_ws(' | ',
+    CASE WHEN ocr_query IS NOT NULL AND ocr_text IS NOT NULL THEN immich_search.snippet_v2(ocr_text, ocr_query) END,
+    CASE WHEN description_query IS NOT NULL AND description_text IS NOT NULL
+         THEN 'description: ' || immich_search.snippet_v2(description_text, description_query, 1) END), '')
 $function$
 
 function immich_search.uuid_v7_time_v1(uuid)

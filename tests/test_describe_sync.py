@@ -180,3 +180,29 @@ def test_requeue_knows_describe(db, tmp_path, tasks):
     assert "describe" in names and queued == (2 if tasks is None else 1)
     with psycopg.connect(db) as conn, pytest.raises(psycopg.errors.RaiseException, match="requeue_v2"):
         conn.execute("SELECT immich_search.requeue(%s::uuid[], ARRAY['caption'])", (list(ids.values()),))
+
+
+def test_descriptions_are_searchable_with_snippets(db, tmp_path):
+    from immich_search.ranking.hybrid_search import search, search_query
+    from immich_search.ranking.query_language import Mode
+
+    ids = library(db, tmp_path, 3)
+    with psycopg.connect(db) as conn:
+        (owner,) = conn.execute('SELECT DISTINCT "ownerId"::text FROM public.asset').fetchone()
+    with VisionStandIn("ollama") as server, open_pool(db) as pool:
+        pipeline(pool, tmp_path / "media", vision(server.url))[0].run_once()
+        # Traditional characters find the simplified description: folded like OCR text.
+        hits = search_query(pool, "desc:風箏", owner)
+        assert {hit.asset_id for hit in hits} == set(ids.values())
+        assert all(hit.snippet.startswith("description: 孩子在海边放风筝") and hit.score >= 0.5 for hit in hits)
+        assert search_query(pool, "ocr:风筝", owner) == [], "ocr: reads OCR text only"
+        # Plain queries read OCR text (the fake engine's "photo 64x48 colour ...") and descriptions together;
+        # the snippet shows both parts when both match.
+        both = search_query(pool, "colour", owner)
+        assert {hit.asset_id for hit in both} == set(ids.values())
+        assert all(hit.snippet.startswith("photo ") and " | description: " in hit.snippet for hit in both)
+        assert {h.asset_id for h in search_query(pool, "风筝", owner)} == set(ids.values())
+        hybrid = search(pool, "海边", owner, mode=Mode.HYBRID)
+        assert {hit.asset_id for hit in hybrid} == set(ids.values())
+        assert all(hit.ocr_rank is not None and hit.snippet.startswith("description: ") for hit in hybrid)
+        assert search_query(pool, "desc:风筝", str(__import__("uuid").uuid4())) == [], "only the caller's photos"

@@ -2,6 +2,11 @@
 DELETE FROM immich_search.job WHERE task = 'describe';
 DELETE FROM immich_search.sync_cursor WHERE name LIKE 'describe:%';
 DELETE FROM immich_search.setting WHERE key = 'describe_model';
+DROP FUNCTION immich_search.search_hybrid_tsquery_v3(tsquery, tsquery, vector, uuid, integer, integer, boolean, text, real, real, integer, integer);
+DROP FUNCTION immich_search.search_text_tsquery_v1(tsquery, tsquery, uuid, integer, integer, boolean, boolean, boolean);
+DROP FUNCTION immich_search.text_snippet_v1(text, tsquery, text, tsquery);
+DROP FUNCTION immich_search.text_candidates_v1(tsquery, tsquery, uuid, integer, boolean, boolean, boolean);
+DROP FUNCTION immich_search.description_candidates_v1(tsquery, tsquery, uuid, integer, boolean);
 DROP TABLE immich_search.description;
 CREATE FUNCTION immich_search.requeue_v1(asset_ids uuid[], tasks text[] DEFAULT NULL) RETURNS integer
 LANGUAGE plpgsql AS $$
