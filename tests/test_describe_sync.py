@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import uuid
+
 import psycopg
 import pytest
 from click.testing import CliRunner
@@ -119,6 +122,12 @@ def test_all_hosts_down_jobs_wait_and_nothing_is_lost(db, tmp_path):
         for state, attempts, error, later in waiting.values():
             assert (state, attempts, later) == ("pending", 0, True), "deferred, no attempt counted"
             assert "no vision host available" in error
+        # status shows them waiting, with the reason.
+        status = CliRunner().invoke(cli, ["--database-url", db, "status", "--json"])
+        assert status.exit_code == 0, status.output
+        data = json.loads(status.output)
+        assert data["counts"]["describe"] == {"pending": 3} and data["counts"]["ocr"] == {"done": 3}
+        assert any("no vision host available" in e["last_error"] for e in data["recent_errors"])
         # A host comes back (here: the jobs are made due now, as the set-aside time would).
         with psycopg.connect(db) as conn:
             conn.execute("UPDATE immich_search.job SET run_after = now() WHERE task = 'describe'")
@@ -205,4 +214,4 @@ def test_descriptions_are_searchable_with_snippets(db, tmp_path):
         hybrid = search(pool, "海边", owner, mode=Mode.HYBRID)
         assert {hit.asset_id for hit in hybrid} == set(ids.values())
         assert all(hit.ocr_rank is not None and hit.snippet.startswith("description: ") for hit in hybrid)
-        assert search_query(pool, "desc:风筝", str(__import__("uuid").uuid4())) == [], "only the caller's photos"
+        assert search_query(pool, "desc:风筝", str(uuid.uuid4())) == [], "only the caller's photos"
