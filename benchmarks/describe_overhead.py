@@ -97,7 +97,7 @@ def run(url: str, images: int, round_size: int, delay_s: float, max_concurrent: 
                         report = pipeline.run_once()
                         if report.done != count or report.failed:
                             raise SystemExit(
-                                f"the task did {report.done} of {count} ({report.deferred} waiting): {report.errors[:3]}"
+                                f"task: {report.done} of {count} done, {report.deferred} waiting: {report.errors[:3]}"
                             )
                         task_s += time.perf_counter() - started
                 done += count
