@@ -18,7 +18,7 @@ from psycopg_pool import ConnectionPool
 
 from immich_search.errors import ImmichSearchError
 from immich_search.ranking.ocr_query import build_ocr_query, jieba_segmenter
-from immich_search.ranking.query_language import Mode, parse
+from immich_search.ranking.query_language import Mode, mode_prefix, parse
 from immich_search.sqlfiles import query
 
 log = logging.getLogger(__name__)
@@ -148,6 +148,8 @@ def search(
         sql, params = query("search_hybrid_sql"), {**params, "query": text}
         if mode is Mode.OCR:
             params["vector"] = None
+        elif mode is Mode.DESC and parsed.mode is not Mode.DESC:
+            params["query"] = "desc:" + mode_prefix(text)[1]  # --mode desc over a query without the prefix
     else:
         loose = strict = None
         if mode in (Mode.OCR, Mode.HYBRID):
@@ -166,15 +168,6 @@ def search(
     ]
 
 
-def ocr_only(mode: Mode, encoder: TextEncoder | None) -> bool:
-    """Whether a query of ``mode`` is answered by the OCR ranking alone: the one place that decides.
-
-    ``ocr:`` queries always are; plain (hybrid) queries are when no CLIP text encoder is loaded; ``clip:``
-    queries never are (without an encoder they fail with :class:`SemanticSearchUnavailable`).
-    """
-    return mode is Mode.OCR or (mode is Mode.HYBRID and encoder is None)
-
-
 def search_query(
     pool: ConnectionPool,
     text: str,
@@ -188,7 +181,11 @@ def search_query(
     tokenizer: str = "python",
     **fusion_options,
 ) -> list:
-    """Answer a search-bar query with the ranking its mode calls for (see :func:`ocr_only`).
+    """Answer a search-bar query with the ranking its mode calls for.
+
+    ``ocr:`` queries: the OCR ranking; ``desc:`` queries and plain ones without a CLIP text encoder: OCR text
+    and/or descriptions (:func:`~immich_search.ranking.ocr_search.search_text`; with ``tokenizer="sql"``
+    psql's ``immich_search.search``, which ranks the same); others the hybrid ranking.
 
     Arguments as for :func:`search`; ``fusion_options`` (``fusion``, ``ocr_weight``, ``clip_weight``,
     ``candidates``) only matter for the hybrid ranking.
@@ -201,10 +198,21 @@ def search_query(
     Raises:
         As :func:`search` and :func:`~immich_search.ranking.ocr_search.search_ocr`.
     """
-    from immich_search.ranking.ocr_search import search_ocr
+    from immich_search.ranking.ocr_search import search_ocr, search_text
 
     chosen = mode or parse(text).mode
-    if ocr_only(chosen, encoder):
+    if tokenizer == "python" and (chosen is Mode.DESC or (chosen is Mode.HYBRID and encoder is None)):
+        # desc: reads descriptions only; a plain query without a model reads OCR text and descriptions.
+        return search_text(
+            pool,
+            text,
+            user_id,
+            limit=limit,
+            offset=offset,
+            include_locked=include_locked,
+            use_ocr=chosen is not Mode.DESC,
+        )
+    if chosen is Mode.OCR:
         return search_ocr(
             pool, text, user_id, limit=limit, offset=offset, include_locked=include_locked, tokenizer=tokenizer
         )

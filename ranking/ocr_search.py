@@ -79,3 +79,42 @@ def search_ocr(
         # the v1 functions (still in place after a downgrade) rebuild the tsquery per row under a generic plan.
         rows = conn.execute(sql, params, prepare=False).fetchall()
     return [SearchHit(str(a), name, float(score), snippet or "") for a, name, score, snippet in rows]
+
+
+def search_text(
+    pool: ConnectionPool,
+    text: str,
+    user_id: str,
+    *,
+    limit: int = 10,
+    offset: int = 0,
+    include_locked: bool = False,
+    use_ocr: bool = True,
+    use_description: bool = True,
+) -> list[SearchHit]:
+    """Rank the user's visible assets by OCR text and/or vision-model descriptions, best first.
+
+    ``desc:`` queries read descriptions only; plain queries without a CLIP model read both. The score of an
+    asset is the better of its two (as :func:`search_ocr` scores); the snippet gives the matching OCR lines
+    and ``description: ...`` when the description matched. Arguments as :func:`search_ocr` (jieba
+    tokenizer only).
+
+    Returns:
+        Up to ``limit`` hits; empty for a query with no searchable character.
+    """
+    built = build_ocr_query(parse(text, default_mode=Mode.OCR), _segmenter())
+    if built.loose is None:
+        return []
+    params = {
+        "user_id": user_id,
+        "k": limit,
+        "offset": offset,
+        "include_locked": include_locked,
+        "loose": built.loose,
+        "strict": built.strict,
+        "use_ocr": use_ocr,
+        "use_description": use_description,
+    }
+    with pool.connection() as conn:
+        rows = conn.execute(query("search_text_tsquery"), params, prepare=False).fetchall()
+    return [SearchHit(str(a), name, float(score), snippet or "") for a, name, score, snippet in rows]

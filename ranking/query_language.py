@@ -2,8 +2,8 @@
 
 Grammar (DESIGN.md, "Query language"):
 
-* an optional mode prefix ``ocr:`` (OCR text only) or ``clip:`` (vector only), case-insensitive; without
-  one the query is hybrid;
+* an optional mode prefix ``ocr:`` (OCR text only), ``desc:`` (vision-model descriptions only) or
+  ``clip:`` (vector only), case-insensitive; without one the query is hybrid;
 * terms separated by white space; ``"..."`` makes a phrase (an unterminated quote runs to the end);
 * a leading ``-`` excludes a term or phrase.
 
@@ -23,6 +23,7 @@ class Mode(str, Enum):
 
     OCR = "ocr"
     CLIP = "clip"
+    DESC = "desc"
     HYBRID = "hybrid"
 
 
@@ -64,7 +65,7 @@ class ParsedQuery:
 # the ideographic space, full-width colon and full-width quote into their ASCII forms.
 _SPACE = " \t\n\r\f\v"
 # ASCII-only case folding: with full Unicode folding "clıp:" (dotless i) would match and then fail Mode().
-_PREFIX = re.compile(rf"^[{_SPACE}]*(ocr|clip)[{_SPACE}]*:[{_SPACE}]*", re.IGNORECASE | re.ASCII)
+_PREFIX = re.compile(rf"^[{_SPACE}]*(ocr|clip|desc)[{_SPACE}]*:[{_SPACE}]*", re.IGNORECASE | re.ASCII)
 _TERM = re.compile(rf'(-?)"([^"]*)(?:"|$)|(-?)([^{_SPACE}]+)')
 MAX_QUERY_CHARS = 256
 """Characters of a query (after NFKC) that are searched; the rest is dropped. The SQL twin is
@@ -88,9 +89,10 @@ def capped(query: str) -> tuple[str, bool]:
 
 
 def mode_prefix(query: str) -> tuple[Mode | None, str]:
-    """Split the mode prefix off a query: ``(Mode.OCR, rest)``, ``(Mode.CLIP, rest)`` or ``(None, query)``.
+    """Split the mode prefix off a query: ``(Mode.OCR, rest)``, ``(Mode.CLIP, rest)``, ``(Mode.DESC, rest)``
+    or ``(None, query)``.
 
-    The one reader of the ``ocr:``/``clip:`` prefix (the SQL twin is ``immich_search.query_mode_v1``).
+    The one reader of the ``ocr:``/``clip:``/``desc:`` prefix (the SQL twin is ``immich_search.query_mode_v2``).
     ``rest`` is NFKC-normalised when there was a prefix (NFKC turns a full-width colon into ``:``);
     without one, ``query`` comes back unchanged.
     """

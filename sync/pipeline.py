@@ -1,4 +1,4 @@
-"""The sync pipeline: claim a batch -> read and decode previews -> OCR and CLIP -> write -> acknowledge.
+"""The sync pipeline: claim a batch -> read and decode previews -> OCR, CLIP, describe -> write -> acknowledge.
 
 A batch holds the jobs of up to ``batch_size`` assets for every enabled task; each preview is read and
 decoded once and handed to every task that asset has a job for (a task that can answer without the
@@ -67,7 +67,8 @@ class SyncReport:
     """What one pass did: jobs ``done``, ``failed`` (recorded with a reason), ``seconds`` of wall time.
 
     ``errors`` lists ``(asset id, "task: reason")``; ``by_task`` counts finished jobs per task;
-    ``pauses`` counts database outages waited out during the pass.
+    ``pauses`` counts database outages waited out during the pass; ``deferred`` counts jobs put back to
+    wait, no attempt counted, because a service they need was away (every vision host down).
     """
 
     queued: int = 0
@@ -77,6 +78,7 @@ class SyncReport:
     errors: list[tuple[str, str]] = field(default_factory=list)
     by_task: dict[str, int] = field(default_factory=dict)
     pauses: int = 0
+    deferred: int = 0
 
     @property
     def images_per_second(self) -> float:
@@ -392,6 +394,12 @@ class SyncPipeline:
                 else:
                     results.append((job, output))
         for job, error in failures:
+            defer_s = getattr(error, "defer_s", None)
+            if defer_s is not None:
+                self.queue.defer(job, str(error), defer_s)
+                report.deferred += 1
+                log.info("asset %s (%s) waits %.0f s: %s", job.asset_id, job.task, defer_s, error)
+                continue
             self.queue.fail(job, str(error), error.retryable)
             self.queue.failed += 1
             report.failed += 1

@@ -57,7 +57,8 @@ def retry_delay_s(attempts: int) -> float:
 
 @dataclass(frozen=True)
 class ClaimedJob:
-    """A job this worker holds: ``asset_id`` (str uuid), ``task`` (``ocr`` | ``clip``), ``attempts`` so far."""
+    """A job this worker holds: ``asset_id`` (str uuid), ``task`` (``ocr`` | ``clip`` | ``describe``),
+    ``attempts`` so far."""
 
     asset_id: str
     task: str
@@ -136,6 +137,21 @@ class JobQueue:
                 },
             )
 
+    def defer(self, job: ClaimedJob, error: str, retry_in_s: float) -> None:
+        """Put ``job`` back to wait ``retry_in_s`` seconds without counting this attempt (the asset is fine;
+        a service it needs is away, e.g. every vision host)."""
+        with self.pool.connection() as conn:
+            conn.execute(
+                query("defer_job"),
+                {
+                    "asset_id": job.asset_id,
+                    "task": job.task,
+                    "owner": self.owner,
+                    "error": error[:2000],
+                    "retry_in_s": retry_in_s,
+                },
+            )
+
     def release(self) -> None:
         """Give back every job this worker still holds (clean shutdown, e.g. Ctrl-C)."""
         with self.pool.connection() as conn:
@@ -144,7 +160,7 @@ class JobQueue:
     def reserve(self, asset_ids: Sequence[str], tasks: Sequence[str]) -> list[ClaimedJob]:
         """Requeue the jobs of ``tasks`` of ``asset_ids`` and claim them for this worker, in one transaction.
 
-        ``immich_search.requeue_v1`` resets them (a worker running one now loses its lease); claiming in
+        ``immich_search.requeue_v2`` resets them (a worker running one now loses its lease); claiming in
         the same transaction means no other worker, woken by the notification, takes them first. Hand
         them to :meth:`SyncPipeline.run_once <immich_search.sync.pipeline.SyncPipeline.run_once>`
         (``jobs=``) to process them.

@@ -30,11 +30,13 @@ from pathlib import Path
 from immich_search.db import open_pool
 from immich_search.errors import ConfigError, ImmichSearchError
 from immich_search.sync.api_source import ApiSource
+from immich_search.sync.describe_task import DescribeTask
 from immich_search.sync.discovery import discover
 from immich_search.sync.pipeline import DEFAULT_BATCH_SIZE, OutagePolicy, SyncPipeline, SyncReport
 from immich_search.sync.queue import DEFAULT_LEASE_S, JobQueue
 from immich_search.sync.sources import MediaFileSource, PreviewSource
 from immich_search.sync.tasks import ClipTask, OcrTask, Task
+from immich_search.sync.vision import VisionConfig
 from immich_search.sync.watch import DEFAULT_INTERVAL_S, watch
 
 log = logging.getLogger(__name__)
@@ -64,6 +66,7 @@ class WorkerSpec:
         lease_s: lease length in seconds; heartbeat_s: seconds between renewals (default lease / 4).
         outage_timeout_s: give up after this long without the database (``None``: never).
         pool_size: connections per worker.
+        describe: the vision hosts of the ``describe`` task (``None``: the task is off).
     """
 
     database_url: str
@@ -84,6 +87,7 @@ class WorkerSpec:
     heartbeat_s: float | None = None
     outage_timeout_s: float | None = None
     pool_size: int = 4
+    describe: VisionConfig | None = None
 
 
 class LazyEngine:
@@ -196,7 +200,14 @@ def build_tasks(spec: WorkerSpec, clip_model=None) -> tuple[list[Task], str | No
         clip_model, why_not = load_clip_model(spec.clip, model_dir, spec.clip_arch, "image")
     if clip_model is not None:
         tasks.append(ClipTask(clip_model))
+    if spec.describe is not None:
+        tasks.append(DescribeTask(spec.describe))
     return tasks, why_not
+
+
+def task_names(spec: WorkerSpec, clip_on: bool) -> list[str]:
+    """The queue tasks a sync with ``spec`` runs (``clip_on``: a CLIP model is loaded or will be)."""
+    return ["ocr"] + (["clip"] if clip_on else []) + (["describe"] if spec.describe is not None else [])
 
 
 def build_pipeline(spec: WorkerSpec, pool, tasks: list[Task], source: PreviewSource | None = None) -> SyncPipeline:
@@ -218,6 +229,7 @@ def add_reports(total: SyncReport, part: SyncReport) -> None:
     total.done += part.done
     total.failed += part.failed
     total.pauses += part.pauses
+    total.deferred += part.deferred
     total.errors.extend(part.errors)
     for task, count in part.by_task.items():
         total.by_task[task] = total.by_task.get(task, 0) + count
@@ -395,7 +407,7 @@ def _run_sync(
     # but a forced rescan is done once, here, not once per worker.
     options: dict = {"watch_mode": watch_mode, "interval_s": interval_s, "force": False, "discover_changes": watch_mode}
     if not watch_mode or force:
-        names = ["ocr"] + (["clip"] if clip_model is not None or spec.clip else [])
+        names = task_names(spec, clip_model is not None or bool(spec.clip))
         with open_pool(spec.database_url) as pool:
             total.queued = discover(pool, names, force=force)
             known = JobQueue(pool).count_runnable(names)

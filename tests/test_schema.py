@@ -61,12 +61,15 @@ def test_versioned_functions_call_only_versioned_functions(db):
     assert offenders == []
     # The superseded versions 0005 dropped stay dropped.
     assert not {"search_v1", "search_hybrid_tsquery_v1", "search_clip_v1", "visible_assets_v1", "fold_v1"} & names
-    # And those 0007 dropped: the stable names and runtime queries moved to ocr_tsquery_v4, search_ocr_v4, search_v3.
-    assert not {"search_v2", "search_ocr_v3", "ocr_tsquery_v3", "ocr_tsquery_v2", "term_tsquery_v2"} & names
+    # And those 0007 and 0008 dropped: the stable names and runtime queries moved to ocr_tsquery_v4,
+    # search_ocr_v4, search_v4.
+    superseded = {"search_v2", "search_ocr_v3", "ocr_tsquery_v3", "ocr_tsquery_v2", "term_tsquery_v2"}
+    assert not (superseded | {"search_v3", "query_mode_v1", "requeue_v1"}) & names
     assert {
         "ocr_tsquery_v4",
         "search_ocr_v4",
-        "search_v3",
+        "search_v4",
+        "query_mode_v2",
         "term_tsquery_v3",
         "cjk_words_v3",
         "capped_query_v1",

@@ -70,7 +70,7 @@ def test_requeue_from_psql(db, tmp_path):
             )
         with psycopg.connect(db, autocommit=True) as conn:
             # p0 is being worked on by another worker right now: it loses its lease.
-            conn.execute("SELECT immich_search.requeue_v1(ARRAY[%s]::uuid[])", (ids["p2.jpg"],))
+            conn.execute("SELECT immich_search.requeue_v2(ARRAY[%s]::uuid[])", (ids["p2.jpg"],))
             (running,) = holder.claim(["ocr"], 1, asset_ids=[ids["p2.jpg"]])
             queued = conn.execute(
                 "SELECT immich_search.requeue(ARRAY[%s, %s, %s]::uuid[])",

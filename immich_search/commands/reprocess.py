@@ -10,6 +10,7 @@ import click
 from rich.table import Table
 
 from immich_search.commands.common import Settings, console, err_console, pass_settings, require_migrated
+from immich_search.commands.describe_options import describe_options
 from immich_search.commands.options import (
     clip_model_location,
     ocr_engine_options,
@@ -41,6 +42,12 @@ def parse_asset_ids(values: tuple[str, ...]) -> list[str]:
 @click.option("--ocr", "want_ocr", is_flag=True, help="Regenerate the OCR text (default: OCR and, if set up, CLIP).")
 @click.option("--clip", "want_clip", is_flag=True, help="Regenerate the CLIP vector (needs the cn-clip model).")
 @click.option(
+    "--describe",
+    "want_describe",
+    is_flag=True,
+    help="Describe the photo again with the vision LLM (needs --describe-host, unless --queue-only).",
+)
+@click.option(
     "--queue-only",
     is_flag=True,
     help="Only put the jobs at the head of the queue; a running `sync --watch` picks them up at once.",
@@ -49,6 +56,7 @@ def parse_asset_ids(values: tuple[str, ...]) -> list[str]:
 @ocr_source_option("rapidocr")
 @ocr_engine_options
 @clip_model_location
+@describe_options
 @pass_settings
 def reprocess(
     settings: Settings,
@@ -66,6 +74,8 @@ def reprocess(
     ocr_det_max_side: int | None,
     clip_model_dir: Path | None,
     clip_arch: str | None,
+    want_describe: bool = False,
+    describe=None,
 ) -> None:
     """Regenerate the data of some photos now, as "regenerate OCR / CLIP" in a photo's menu.
 
@@ -82,6 +92,8 @@ def reprocess(
       immich-search reprocess 6f1c2a43-3b5e-4a8e-9a0c-2d4f5e6a7b8c --clip --clip-model-dir /models
       immich-search reprocess 6f1c2a43-3b5e-4a8e-9a0c-2d4f5e6a7b8c --queue-only
       immich-search reprocess 6f1c2a43-3b5e-4a8e-9a0c-2d4f5e6a7b8c --ocr --ocr-engine rapidocr-v6
+      immich-search reprocess 6f1c2a43-3b5e-4a8e-9a0c-2d4f5e6a7b8c --describe --describe-host http://gpu:11434 \
+          --describe-model qwen2.5vl:3b
     """
     from immich_search.db import open_pool
     from immich_search.sqlfiles import query
@@ -89,6 +101,8 @@ def reprocess(
     from immich_search.sync.workers import WorkerSpec, build_pipeline, build_source, build_tasks
 
     ids = parse_asset_ids(asset_ids)
+    if want_describe and describe is None and not queue_only:
+        raise click.UsageError("--describe needs the vision host: --describe-host URL --describe-model NAME")
     url = settings.resolve_url()
     require_migrated(url)
     with open_pool(url) as pool:
@@ -101,10 +115,12 @@ def reprocess(
         ids = [asset_id for asset_id in ids if asset_id in found]
         if not ids:
             raise ConfigError("none of the given asset ids exists in Immich's database")
-        explicit = want_ocr or want_clip
+        explicit = want_ocr or want_clip or want_describe
         if not explicit:
-            want_ocr, want_clip = True, clip_configured
-        tasks = (["ocr"] if want_ocr else []) + (["clip"] if want_clip else [])
+            want_ocr, want_clip, want_describe = True, clip_configured, describe is not None
+        tasks = (
+            (["ocr"] if want_ocr else []) + (["clip"] if want_clip else []) + (["describe"] if want_describe else [])
+        )
 
         if queue_only:
             with pool.connection() as conn:
@@ -127,6 +143,7 @@ def reprocess(
             clip_model_dir=str(clip_model_dir) if clip_model_dir else None,
             clip_arch=clip_arch,
             outage_timeout_s=60.0,
+            describe=describe if want_describe else None,
         )
         built, why_not = build_tasks(spec)
         if want_clip and not any(task.name == "clip" for task in built):

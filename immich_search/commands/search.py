@@ -67,8 +67,8 @@ class QueryFirstCommand(click.Command):
 @click.option("--include-locked", is_flag=True, help="Also search the user's locked folder.")
 @click.option(
     "--mode",
-    type=click.Choice(["ocr", "clip", "hybrid"]),
-    help="Override the query's mode (default: its prefix, ocr: or clip:, else hybrid).",
+    type=click.Choice(["ocr", "clip", "desc", "hybrid"]),
+    help="Override the query's mode (default: its prefix, ocr:, desc: or clip:, else hybrid).",
 )
 @click.option(
     "--fusion",
@@ -113,6 +113,7 @@ def search(
       immich-search search 'clip:海边的日落' --clip-model-dir /models
       immich-search search '生日蛋糕' --fusion convex --ocr-weight 0.6 --clip-weight 0.4
       immich-search search 'ocr:-发票 收据'
+      immich-search search 'desc:风筝 海边'   # descriptions written by a vision model (sync --describe-host)
     """
     from immich_search.db import open_pool
     from immich_search.ranking.hybrid_search import search_query
@@ -132,7 +133,7 @@ def search(
             require_migrated(conn)  # on the pool's connection: a search opens no other
         # The model after the database: an unreachable database is the one line a user sees.
         model = None
-        if chosen is not Mode.OCR:
+        if chosen not in (Mode.OCR, Mode.DESC):
             model, why_not = load_clip_model(True if chosen is Mode.CLIP else clip, clip_model_dir, clip_arch, "text")
             if why_not:
                 err_console.print(f"[yellow]{why_not}[/yellow]\n[yellow]ranking by OCR text only.[/yellow]")

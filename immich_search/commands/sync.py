@@ -17,6 +17,7 @@ from immich_search.commands.common import (
     progress_bar,
     require_migrated,
 )
+from immich_search.commands.describe_options import describe_options
 from immich_search.commands.options import (
     clip_model_options,
     ocr_engine_options,
@@ -67,6 +68,7 @@ in retry backoff): ``EX_TEMPFAIL`` of sysexits.h, "try again later". 0 means not
     help="Seconds between progress lines where no progress bar is drawn (--watch, docker logs, a pipe).",
 )
 @clip_model_options
+@describe_options
 @pass_settings
 def sync(
     settings: Settings,
@@ -88,8 +90,10 @@ def sync(
     clip: bool | None,
     clip_model_dir: Path | None,
     clip_arch: str | None,
+    describe=None,
 ) -> None:
-    """Index new and changed photos: OCR text and, with a cn-clip model, image vectors for search.
+    """Index new and changed photos: OCR text, with a cn-clip model image vectors, with a vision LLM
+    (--describe-host) descriptions, for search.
 
     Each preview is read and decoded once for both. A second run does no repeated work. A missing or
     corrupt preview is recorded on its job with the reason (see the summary and `immich-search status`)
@@ -109,11 +113,12 @@ def sync(
       IMMICH_URL=http://immich:2283 IMMICH_API_KEY=key1,key2 immich-search sync --source api --watch
       immich-search sync --ocr-source immich   # index what Immich's own OCR found, in minutes
       immich-search sync --force --ocr-engine faster-paddle-tiny   # re-read the whole library with another engine
+      immich-search sync --describe-host http://gpu:11434 --describe-model qwen2.5vl:3b --max-concurrent 4
     """
     from immich_search.db import connect
     from immich_search.sync.api_source import split_api_keys
     from immich_search.sync.status import describe_later, later_jobs
-    from immich_search.sync.workers import WorkerSpec, build_source, run_sync
+    from immich_search.sync.workers import WorkerSpec, build_source, run_sync, task_names
 
     spec = WorkerSpec(
         database_url="",
@@ -129,6 +134,7 @@ def sync(
         clip_model_dir=str(clip_model_dir) if clip_model_dir else None,
         clip_arch=clip_arch,
         batch_size=batch_size,
+        describe=describe,
     )
     source = build_source(spec)  # a wrong media root, URL or missing key is reported before anything else
     url = settings.resolve_url()
@@ -151,13 +157,15 @@ def sync(
     elif model is None:
         spec = replace(spec, clip=False)
     spec = replace(spec, database_url=url)
-    label = "OCR + CLIP" if spec.clip is not False else "OCR"
+    label = " + ".join(["OCR"] + (["CLIP"] if spec.clip is not False else []) + (["describe"] if describe else []))
 
     def print_report(report) -> None:
         if not (report.queued or report.done or report.failed or not watch):
             return
         per_task = ", ".join(f"{name} {count}" for name, count in sorted(report.by_task.items()))
         paused = f", paused {report.pauses}x for the database" if report.pauses else ""
+        if report.deferred:
+            paused += f", {report.deferred} waiting for a vision host"
         # A watcher's output is a log: each pass's line says when.
         stamp = f"{datetime.now(timezone.utc).isoformat(timespec='seconds')} " if watch else ""
         click.echo(
@@ -189,7 +197,7 @@ def sync(
                 on_progress = ProgressLog(label, progress_interval)
             report = run_sync(spec, workers=workers, force=force, clip_model=model, on_progress=on_progress)
         print_report(report)
-        tasks = {"ocr"} | ({"clip"} if spec.clip is not False else set())
+        tasks = set(task_names(spec, spec.clip is not False))
         with connect(url) as conn:
             later = [item for item in later_jobs(conn) if item.task in tasks]
         if later:

@@ -22,13 +22,13 @@ SELECT value FROM immich_search.setting WHERE key = 'clip_model'
 
 -- name: search_hybrid_tsquery
 SELECT asset_id, original_file_name, score, snippet, ocr_rank, clip_rank, ocr_score, clip_score
-FROM immich_search.search_hybrid_tsquery_v2(
+FROM immich_search.search_hybrid_tsquery_v3(
   %(loose)s::tsquery, %(strict)s::tsquery, %(vector)s::vector, %(user_id)s::uuid, %(k)s, %(offset)s,
   %(include_locked)s, %(fusion)s, %(ocr_weight)s::real, %(clip_weight)s::real, %(candidates)s)
 
 -- name: search_hybrid_sql
 SELECT asset_id, original_file_name, score, snippet, ocr_rank, clip_rank, ocr_score, clip_score
-FROM immich_search.search_v3(%(query)s, %(vector)s::vector, %(user_id)s::uuid, %(k)s, %(offset)s,
+FROM immich_search.search_v4(%(query)s, %(vector)s::vector, %(user_id)s::uuid, %(k)s, %(offset)s,
                              %(include_locked)s, %(fusion)s, %(ocr_weight)s::real, %(clip_weight)s::real,
                              %(candidates)s)
 
@@ -38,3 +38,9 @@ SELECT to_regclass('immich_search.alembic_version') IS NOT NULL
 
 -- name: schema_revision
 SELECT version_num FROM immich_search.alembic_version
+
+-- name: search_text_tsquery
+-- OCR text and/or descriptions (revision 0008): `desc:` queries, plain queries without a CLIP model.
+SELECT asset_id, original_file_name, score, snippet
+FROM immich_search.search_text_tsquery_v1(%(loose)s::tsquery, %(strict)s::tsquery, %(user_id)s::uuid, %(k)s,
+                                          %(offset)s, %(include_locked)s, %(use_ocr)s, %(use_description)s)

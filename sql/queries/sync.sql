@@ -194,7 +194,7 @@ SELECT extract(epoch FROM least(
 ) - now())::float8
 
 -- name: requeue
-SELECT immich_search.requeue_v1(%(asset_ids)s::uuid[], %(tasks)s::text[])
+SELECT immich_search.requeue_v2(%(asset_ids)s::uuid[], %(tasks)s::text[])
 
 -- name: existing_assets
 SELECT id, "deletedAt" IS NOT NULL AS trashed FROM public.asset WHERE id = ANY(%(asset_ids)s::uuid[])
@@ -289,3 +289,27 @@ ORDER BY photos DESC, engine, model
 SELECT immich_search.requeue(
   ARRAY(SELECT o.asset_id FROM immich_search.ocr o WHERE o.source = 'rapidocr' AND o.engine <> %(engine)s),
   ARRAY['ocr'])
+
+-- ---------------------------------------------------------------------------------------------------------
+-- Descriptions from a vision LLM (revision 0008).
+
+-- name: upsert_description
+INSERT INTO immich_search.description (asset_id, text, model, host, search_vector, tokenizer_version, processed_at)
+VALUES (%(asset_id)s, %(text)s, %(model)s, %(host)s, %(search_vector)s::tsvector, %(tokenizer_version)s, now())
+ON CONFLICT (asset_id) DO UPDATE
+SET text = excluded.text, model = excluded.model, host = excluded.host, search_vector = excluded.search_vector,
+    tokenizer_version = excluded.tokenizer_version, processed_at = excluded.processed_at
+
+-- name: set_describe_model
+-- The model the describe task runs (requeue_v2 then includes 'describe' when no task is named).
+INSERT INTO immich_search.setting (key, value) VALUES ('describe_model', %(model)s)
+ON CONFLICT (key) DO UPDATE SET value = excluded.value
+
+-- name: defer_job
+-- Put a job back to wait %(retry_in_s)s seconds without counting the attempt (e.g. every vision host is
+-- down: nothing is wrong with the asset).
+UPDATE immich_search.job
+SET state = 'pending', attempts = greatest(attempts - 1, 0),
+    run_after = now() + make_interval(secs => %(retry_in_s)s::float8),
+    last_error = %(error)s, lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
+WHERE asset_id = %(asset_id)s AND task = %(task)s AND lease_owner = %(owner)s
