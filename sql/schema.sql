@@ -415,6 +415,32 @@ BEGIN
 END
 $function$
 
+function immich_search.nearest_person(vector,uuid,real)
+CREATE OR REPLACE FUNCTION immich_search.nearest_person(embedding vector, user_id uuid, max_distance real DEFAULT 0.5)
+ RETURNS TABLE(person_id uuid, face_id uuid, distance real)
+ LANGUAGE sql
+ STABLE PARALLEL SAFE
+AS $function$
+  SELECT * FROM immich_search.nearest_person_v1(embedding, user_id, max_distance)
+$function$
+
+function immich_search.nearest_person_v1(vector,uuid,real)
+CREATE OR REPLACE FUNCTION immich_search.nearest_person_v1(embedding vector, user_id uuid, max_distance real DEFAULT 0.5)
+ RETURNS TABLE(person_id uuid, face_id uuid, distance real)
+ LANGUAGE sql
+ STABLE PARALLEL SAFE
+AS $function$
+  SELECT c.person_id, c.face_id, c.distance::real
+  FROM (SELECT f."personId" AS person_id, f.id AS face_id, s.embedding <=> nearest_person_v1.embedding AS distance
+        FROM public.asset_face f
+        JOIN public.asset a ON a.id = f."assetId"
+        JOIN public.face_search s ON s."faceId" = f.id
+        WHERE a."ownerId" = nearest_person_v1.user_id AND a."deletedAt" IS NULL AND f."personId" IS NOT NULL
+        ORDER BY distance
+        LIMIT 1) AS c
+  WHERE c.distance <= nearest_person_v1.max_distance
+$function$
+
 function immich_search.ocr_candidates(tsquery,tsquery,uuid,integer,boolean)
 CREATE OR REPLACE FUNCTION immich_search.ocr_candidates(loose tsquery, strict tsquery, user_id uuid, k integer DEFAULT 100, include_locked boolean DEFAULT false)
  RETURNS TABLE(asset_id uuid, original_file_name text, score real)
@@ -559,12 +585,69 @@ CREATE OR REPLACE FUNCTION immich_search.ocr_tsquery_v3(query text, strict boole
  STABLE PARALLEL SAFE
 RETURN immich_search.ocr_tsquery_v2(immich_search.capped_query_v1(query), strict)
 
+function immich_search.people_in(uuid,uuid,boolean)
+CREATE OR REPLACE FUNCTION immich_search.people_in(asset_id uuid, user_id uuid, include_hidden boolean DEFAULT false)
+ RETURNS TABLE(face_id uuid, person_id uuid, name text, is_hidden boolean, birth_date date, x1 integer, y1 integer, x2 integer, y2 integer, image_width integer, image_height integer)
+ LANGUAGE sql
+ STABLE PARALLEL SAFE
+AS $function$
+  SELECT * FROM immich_search.people_in_v1(asset_id, user_id, include_hidden)
+$function$
+
+function immich_search.people_in_v1(uuid,uuid,boolean)
+CREATE OR REPLACE FUNCTION immich_search.people_in_v1(asset_id uuid, user_id uuid, include_hidden boolean DEFAULT false)
+ RETURNS TABLE(face_id uuid, person_id uuid, name text, is_hidden boolean, birth_date date, x1 integer, y1 integer, x2 integer, y2 integer, image_width integer, image_height integer)
+ LANGUAGE sql
+ STABLE PARALLEL SAFE
+AS $function$
+  SELECT f.id, p.id, p.name::text, p."isHidden", p."birthDate",
+         f."boundingBoxX1", f."boundingBoxY1", f."boundingBoxX2", f."boundingBoxY2",
+         f."imageWidth", f."imageHeight"
+  FROM public.asset a
+  JOIN public.asset_face f ON f."assetId" = a.id
+  LEFT JOIN public.person p ON p.id = f."personId" AND p."ownerId" = people_in_v1.user_id
+  WHERE a.id = people_in_v1.asset_id
+    AND immich_search.can_see_v2(a."ownerId", a.visibility::text, a."deletedAt", people_in_v1.user_id,
+          ARRAY(SELECT pa."sharedById" FROM public.partner pa
+                WHERE pa."sharedWithId" = people_in_v1.user_id AND pa."inTimeline"), false)
+    AND f."isVisible" AND f."deletedAt" IS NULL
+    AND (people_in_v1.include_hidden OR p."isHidden" IS NOT TRUE)
+  ORDER BY f."boundingBoxX1", f."boundingBoxY1", f.id
+$function$
+
 function immich_search.pgvector_iterative_scan_v1()
 CREATE OR REPLACE FUNCTION immich_search.pgvector_iterative_scan_v1()
  RETURNS boolean
  LANGUAGE sql
  STABLE PARALLEL SAFE
 RETURN COALESCE((SELECT ((string_to_array(pg_extension.extversion, '.'::text))::integer[] >= '{0,8}'::integer[]) FROM pg_extension WHERE (pg_extension.extname = 'vector'::name)), false)
+
+function immich_search.photos_of(uuid,uuid,integer)
+CREATE OR REPLACE FUNCTION immich_search.photos_of(person_id uuid, user_id uuid, k integer DEFAULT 10)
+ RETURNS TABLE(asset_id uuid, original_file_name text, taken_at timestamp with time zone)
+ LANGUAGE sql
+ STABLE PARALLEL SAFE
+AS $function$
+  SELECT * FROM immich_search.photos_of_v1(person_id, user_id, k)
+$function$
+
+function immich_search.photos_of_v1(uuid,uuid,integer)
+CREATE OR REPLACE FUNCTION immich_search.photos_of_v1(person_id uuid, user_id uuid, k integer DEFAULT 10)
+ RETURNS TABLE(asset_id uuid, original_file_name text, taken_at timestamp with time zone)
+ LANGUAGE sql
+ STABLE PARALLEL SAFE
+AS $function$
+  SELECT a.id, a."originalFileName"::text, a."fileCreatedAt"
+  FROM public.asset a
+  WHERE EXISTS (SELECT 1 FROM public.asset_face f
+                WHERE f."assetId" = a.id AND f."personId" = photos_of_v1.person_id
+                  AND f."isVisible" AND f."deletedAt" IS NULL)
+    AND immich_search.can_see_v2(a."ownerId", a.visibility::text, a."deletedAt", photos_of_v1.user_id,
+          ARRAY(SELECT pa."sharedById" FROM public.partner pa
+                WHERE pa."sharedWithId" = photos_of_v1.user_id AND pa."inTimeline"), false)
+  ORDER BY a."fileCreatedAt" DESC, a.id DESC
+  LIMIT greatest(photos_of_v1.k, 0)
+$function$
 
 function immich_search.query_mode_v1(text)
 CREATE OR REPLACE FUNCTION immich_search.query_mode_v1(query text)
@@ -1116,7 +1199,7 @@ index CREATE UNIQUE INDEX sync_cursor_pkey ON immich_search.sync_cursor USING bt
 
 index CREATE UNIQUE INDEX worker_pkey ON immich_search.worker USING btree (id)
 
-revision 0006
+revision 0009
 
 table alembic_version (r)
 

@@ -136,10 +136,20 @@ def test_include_hidden(library):
     assert names(library, hidden[0]["photos"]) == ["harry.jpg"]
 
 
-def test_a_partners_photo_shows_their_people_and_timeline_photos(library):
+def test_a_partners_photo_shows_faces_not_their_owners_people(library):
+    # As Immich's GET /api/faces: people belong to the user who owns the photos.
     report = as_json(library, library["ids"]["bob1.jpg"])
-    assert [p["name"] for p in report["people"]] == ["Bob Li"]
-    assert names(library, report["people"][0]["photos"]) == ["bob2.jpg"]  # not bob's archive
+    assert report["people"] == [] and report["unknown_faces"] == 1
+    conn, bob = library["conn"], library["users"]["bob"]
+    photos = conn.execute(
+        "SELECT original_file_name FROM immich_search.photos_of(%s, %s, 10)", (library["people"]["bob"], bob)
+    ).fetchall()
+    assert [row[0] for row in photos] == ["bob1.jpg", "bob2.jpg", "bob-archived.jpg"]
+    alice = library["users"]["alice"]
+    photos = conn.execute(
+        "SELECT original_file_name FROM immich_search.photos_of(%s, %s, 10)", (library["people"]["bob"], alice)
+    ).fetchall()
+    assert [row[0] for row in photos] == ["bob1.jpg", "bob2.jpg"]  # a partner's archive is not shared
 
 
 @pytest.mark.parametrize("photo", ["carol.jpg", "zs-locked.jpg", "zs-trashed.jpg"])

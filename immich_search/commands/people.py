@@ -41,6 +41,22 @@ _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4
     type=click.FloatRange(0, 2),
     help="Largest cosine distance of a face to a person (Immich's facialRecognition.maxDistance).",
 )
+@click.option(
+    "--source",
+    type=click.Choice(["db", "api"]),
+    default="db",
+    show_default=True,
+    help="Read Immich's database, or Immich's API with --immich-url and --api-key (the key decides the user).",
+)
+@click.option(
+    "--immich-url", envvar="IMMICH_URL", metavar="URL", help="Immich's address for --source api (env IMMICH_URL)."
+)
+@click.option(
+    "--api-key",
+    envvar="IMMICH_API_KEY",
+    metavar="KEY",
+    help="Your Immich API key for --source api (env IMMICH_API_KEY).",
+)
 @pass_settings
 def people(
     settings: Settings,
@@ -51,6 +67,9 @@ def people(
     include_hidden: bool,
     ml_url: str | None,
     max_distance: float,
+    source: str,
+    immich_url: str | None,
+    api_key: str | None,
 ) -> None:
     """Name the people in a photo and show up to --limit other photos of each, newest first.
 
@@ -65,12 +84,12 @@ def people(
       immich-search people 3f1c9a2e-5b7d-4e8f-9a0b-1c2d3e4f5a6b --user alice@example.com
       immich-search people ~/Pictures/party.jpg --ml-url http://localhost:3003 --limit 5
       immich-search people party.jpg --json --include-hidden
+      immich-search people 3f1c9a2e-5b7d-4e8f-9a0b-1c2d3e4f5a6b --source api --immich-url http://immich:2283
     """
     from immich_search.db import open_pool
     from immich_search.people import people_in_asset
     from immich_search.sqlfiles import query
 
-    url = settings.resolve_url()
     path = None if _UUID.match(photo) else Path(photo).expanduser()
     data = None
     if path is not None:
@@ -78,6 +97,11 @@ def people(
             data = path.read_bytes()
         except OSError as error:
             raise click.ClickException(f"cannot read {photo}: {error.strerror or error}") from None
+    if source == "api":
+        report = _from_api(photo, data, immich_url, api_key, limit, include_hidden)
+        _output(report, as_json)
+        return
+    url = settings.resolve_url()
     with open_pool(url) as pool:
         with pool.connection() as conn:
             require_migrated(conn)
@@ -100,10 +124,39 @@ def people(
                 report = None
             if report is None:
                 report = _from_file(conn, data, photo, user_id, limit, include_hidden, ml_url, max_distance)
+    _output(report, as_json)
+
+
+def _output(report, as_json: bool) -> None:
+    """Print the report as JSON or as a table."""
     if as_json:
         click.echo(json.dumps(report.as_json(), ensure_ascii=False, indent=2))
         return
     _print(report)
+
+
+def _from_api(photo: str, data: bytes | None, immich_url, api_key, limit: int, include_hidden: bool):
+    """The report through Immich's API (``--source api``); see :mod:`immich_search.people_api`."""
+    from immich_search.people_api import PeopleApi, people_in_asset_api
+
+    if not immich_url or not api_key:
+        raise click.UsageError("--source api needs --immich-url and --api-key (or IMMICH_URL and IMMICH_API_KEY)")
+    api = PeopleApi(immich_url, api_key)
+    try:
+        asset_id = photo
+        if data is not None:
+            asset_id = api.asset_by_checksum(hashlib.sha1(data).digest())
+            if asset_id is None:
+                raise click.ClickException(
+                    f"{photo} is not in your library: matching a new photo's faces needs the face vectors in "
+                    "Immich's database, which its API does not give (use --source db)"
+                )
+        try:
+            return people_in_asset_api(api, asset_id, limit=limit, include_hidden=include_hidden)
+        except LookupError as error:
+            raise click.ClickException(str(error)) from None
+    finally:
+        api.close()
 
 
 def _from_file(conn, data: bytes, photo: str, user_id: str, limit, include_hidden, ml_url, max_distance):

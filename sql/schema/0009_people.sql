@@ -8,7 +8,9 @@
 -- could block Immich's own migrations of them.
 
 -- The people in one photo, as Immich's GET /api/faces?id= lists them: the asset's faces that are visible
--- ("isVisible") and not deleted, with their person (NULL for a face Immich assigned to nobody). Empty when
+-- ("isVisible") and not deleted, with their person: NULL for a face Immich assigned to nobody, and, as
+-- Immich's mapFaces does, for a person of someone else (a partner's photo shows its faces, not their
+-- people: people belong to the user who owns the photos). Empty when
 -- user_id may not see the asset (can_see_v2: owner's timeline/archive, a timeline partner's timeline;
 -- never trashed, hidden or locked). Hidden people are left out unless include_hidden. One row per face,
 -- left to right (then top to bottom); bounding boxes in pixels of the image Immich detected them on
@@ -18,12 +20,12 @@ RETURNS TABLE (face_id uuid, person_id uuid, name text, is_hidden boolean, birth
                x1 integer, y1 integer, x2 integer, y2 integer, image_width integer, image_height integer)
 LANGUAGE sql STABLE PARALLEL SAFE
 AS $$
-  SELECT f.id, f."personId", p.name::text, p."isHidden", p."birthDate",
+  SELECT f.id, p.id, p.name::text, p."isHidden", p."birthDate",
          f."boundingBoxX1", f."boundingBoxY1", f."boundingBoxX2", f."boundingBoxY2",
          f."imageWidth", f."imageHeight"
   FROM public.asset a
   JOIN public.asset_face f ON f."assetId" = a.id
-  LEFT JOIN public.person p ON p.id = f."personId"
+  LEFT JOIN public.person p ON p.id = f."personId" AND p."ownerId" = people_in_v1.user_id
   WHERE a.id = people_in_v1.asset_id
     AND immich_search.can_see_v2(a."ownerId", a.visibility::text, a."deletedAt", people_in_v1.user_id,
           ARRAY(SELECT pa."sharedById" FROM public.partner pa
@@ -34,8 +36,8 @@ AS $$
 $$;
 
 -- Up to k photos of a person that user_id may see (can_see_v2, never trashed or locked), newest first
--- ("fileCreatedAt", as Immich's person page and POST /api/search/metadata with personIds order them; Immich
--- keeps no per-face quality score), ties by id. A photo counts when it holds a visible, not deleted face of
+-- ("fileCreatedAt", then id, both descending, as POST /api/search/metadata with personIds orders them;
+-- Immich keeps no per-face quality score). A photo counts when it holds a visible, not deleted face of
 -- the person.
 CREATE FUNCTION immich_search.photos_of_v1(person_id uuid, user_id uuid, k integer DEFAULT 10)
 RETURNS TABLE (asset_id uuid, original_file_name text, taken_at timestamptz)
@@ -49,7 +51,7 @@ AS $$
     AND immich_search.can_see_v2(a."ownerId", a.visibility::text, a."deletedAt", photos_of_v1.user_id,
           ARRAY(SELECT pa."sharedById" FROM public.partner pa
                 WHERE pa."sharedWithId" = photos_of_v1.user_id AND pa."inTimeline"), false)
-  ORDER BY a."fileCreatedAt" DESC, a.id
+  ORDER BY a."fileCreatedAt" DESC, a.id DESC
   LIMIT greatest(photos_of_v1.k, 0)
 $$;
 
