@@ -304,3 +304,14 @@ def test_bad_input_is_one_clear_error(library, ml_url, tmp_path):
     assert unknown.exit_code == 1 and "no Immich user" in unknown.output
     absent = run(library, "00000000-0000-4000-8000-000000000000")
     assert absent.exit_code == 1 and "that this user may see" in absent.output
+
+
+def test_source_api_needs_immich_and_says_so():
+    result = CliRunner().invoke(cli, ["people", "00000000-0000-4000-8000-000000000000", "--source", "api"], env={})
+    assert result.exit_code == 2 and "--source api needs --immich-url and --api-key" in result.output
+    result = CliRunner().invoke(
+        cli,
+        ["people", "00000000-0000-4000-8000-000000000000", "--source", "api"],
+        env={"IMMICH_URL": "http://127.0.0.1:9", "IMMICH_API_KEY": "k"},
+    )
+    assert result.exit_code == 1 and "cannot be reached" in result.output and "Traceback" not in result.output
