@@ -20,6 +20,7 @@ from immich_search.commands.migrate import migrate
 from immich_search.commands.ml import ml
 from immich_search.commands.models import models
 from immich_search.commands.models_download import download_command
+from immich_search.commands.people import people
 from immich_search.commands.reprocess import reprocess
 from immich_search.commands.search import search
 from immich_search.commands.serve import serve
@@ -71,7 +72,7 @@ def cli(ctx: click.Context, database_url: str | None, embedded: str | None, verb
     ctx.obj = Settings(database_url=database_url, embedded=embedded)
 
 
-for command in (migrate, doctor, sync, search, embed, demo, status, reprocess, serve, models, ml):
+for command in (migrate, doctor, sync, search, embed, demo, status, reprocess, serve, models, ml, people):
     cli.add_command(command)
 # `models download`: published ONNX exports (immich_search/runtime/download.py).
 models.add_command(download_command)

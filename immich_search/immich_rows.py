@@ -139,3 +139,54 @@ def insert_album(
         conn.execute(query("immich_insert_album_user"), {"album_id": album_id, "user_id": user_id, "role": role})
     conn.execute(query("immich_insert_album_assets"), {"album_id": album_id, "asset_ids": asset_ids})
     return album_id
+
+
+def insert_person(conn, owner_id: str, name: str = "", *, hidden: bool = False, birth_date=None) -> str:
+    """Create a person of ``owner_id`` (``name`` ``""``: unnamed, as Immich creates them); return its id."""
+    row = conn.execute(
+        query("immich_insert_person"),
+        {"owner_id": owner_id, "name": name, "hidden": hidden, "birth_date": birth_date},
+    ).fetchone()
+    return str(row[0])
+
+
+def insert_face(
+    conn,
+    asset_id: str,
+    embedding,
+    *,
+    person_id: str | None = None,
+    box: tuple[int, int, int, int] = (10, 10, 60, 60),
+    image_size: tuple[int, int] = (640, 480),
+    visible: bool = True,
+    deleted: bool = False,
+) -> str:
+    """Insert a detected face of ``asset_id`` with its embedding (512 floats), assigned to ``person_id``.
+
+    ``box`` is ``(x1, y1, x2, y2)`` in pixels of an image ``image_size`` ``(width, height)``; ``deleted``
+    marks it as Immich's soft-deleted faces. The person's cover face is set on their first face. Returns the
+    face id.
+    """
+    x1, y1, x2, y2 = box
+    vector = "[" + ",".join(repr(float(value)) for value in embedding) + "]"
+    face_id = str(
+        conn.execute(
+            query("immich_insert_face"),
+            {
+                "asset_id": asset_id,
+                "person_id": person_id,
+                "width": image_size[0],
+                "height": image_size[1],
+                "x1": x1,
+                "y1": y1,
+                "x2": x2,
+                "y2": y2,
+                "visible": visible,
+                "deleted": deleted,
+                "embedding": vector,
+            },
+        ).fetchone()[0]
+    )
+    if person_id:
+        conn.execute(query("immich_set_face_asset"), {"face_id": face_id, "person_id": person_id})
+    return face_id

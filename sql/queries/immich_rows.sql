@@ -44,3 +44,24 @@ VALUES (%(album_id)s, %(user_id)s, %(role)s::public.album_user_role_enum)
 
 -- name: immich_insert_album_assets
 INSERT INTO public.album_asset ("albumId", "assetId") SELECT %(album_id)s, unnest(%(asset_ids)s::uuid[])
+
+-- name: immich_insert_person
+-- A person as Immich's facial recognition creates one (ownerId, faceAssetId) and its API edits (name,
+-- isHidden, birthDate).
+INSERT INTO public.person ("ownerId", name, "isHidden", "birthDate")
+VALUES (%(owner_id)s, %(name)s, %(hidden)s, %(birth_date)s) RETURNING id
+
+-- name: immich_insert_face
+-- A face as Immich's face detection writes it (person.repository.ts createAssetFaces: asset_face with the
+-- box in pixels of the preview, source machine-learning; face_search with its 512-d embedding), then the
+-- person its facial recognition assigns (reassignFaces).
+WITH face AS (
+  INSERT INTO public.asset_face ("assetId", "personId", "imageWidth", "imageHeight", "boundingBoxX1",
+                                 "boundingBoxY1", "boundingBoxX2", "boundingBoxY2", "isVisible", "deletedAt")
+  VALUES (%(asset_id)s, %(person_id)s, %(width)s, %(height)s, %(x1)s, %(y1)s, %(x2)s, %(y2)s, %(visible)s,
+          CASE WHEN %(deleted)s THEN now() END)
+  RETURNING id)
+INSERT INTO public.face_search ("faceId", embedding) SELECT id, %(embedding)s::vector FROM face RETURNING "faceId"
+
+-- name: immich_set_face_asset
+UPDATE public.person SET "faceAssetId" = %(face_id)s WHERE id = %(person_id)s AND "faceAssetId" IS NULL
