@@ -16,6 +16,20 @@ column clip.model text NOT NULL
 
 column clip.processed_at timestamp with time zone NOT NULL DEFAULT now()
 
+column description.asset_id uuid NOT NULL
+
+column description.host text NOT NULL
+
+column description.model text NOT NULL
+
+column description.processed_at timestamp with time zone NOT NULL DEFAULT now()
+
+column description.search_vector tsvector NOT NULL
+
+column description.text text NOT NULL
+
+column description.tokenizer_version integer NOT NULL
+
 column fold_char.source text NOT NULL
 
 column fold_char.target text NOT NULL
@@ -100,6 +114,10 @@ constraint immich_search.clip clip_asset_id_fkey FOREIGN KEY (asset_id) REFERENC
 
 constraint immich_search.clip clip_pkey PRIMARY KEY (asset_id)
 
+constraint immich_search.description description_asset_id_fkey FOREIGN KEY (asset_id) REFERENCES asset(id) ON DELETE CASCADE
+
+constraint immich_search.description description_pkey PRIMARY KEY (asset_id)
+
 constraint immich_search.fold_char fold_char_pkey PRIMARY KEY (source)
 
 constraint immich_search.job job_asset_id_fkey FOREIGN KEY (asset_id) REFERENCES asset(id) ON DELETE CASCADE
@@ -108,7 +126,7 @@ constraint immich_search.job job_pkey PRIMARY KEY (asset_id, task)
 
 constraint immich_search.job job_state_check CHECK ((state = ANY (ARRAY['pending'::text, 'running'::text, 'done'::text, 'failed'::text])))
 
-constraint immich_search.job job_task_check CHECK ((task = ANY (ARRAY['ocr'::text, 'clip'::text])))
+constraint immich_search.job job_task_check CHECK ((task = ANY (ARRAY['ocr'::text, 'clip'::text, 'describe'::text])))
 
 constraint immich_search.ocr ocr_asset_id_fkey FOREIGN KEY (asset_id) REFERENCES asset(id) ON DELETE CASCADE
 
@@ -268,6 +286,26 @@ BEGIN
   CREATE INDEX IF NOT EXISTS clip_embedding_idx ON immich_search.clip USING hnsw (embedding vector_cosine_ops);
   RETURN 'hnsw';
 END
+$function$
+
+function immich_search.description_candidates_v1(tsquery,tsquery,uuid,integer,boolean)
+CREATE OR REPLACE FUNCTION immich_search.description_candidates_v1(loose tsquery, strict tsquery, user_id uuid, k integer DEFAULT 100, include_locked boolean DEFAULT false)
+ RETURNS TABLE(asset_id uuid, original_file_name text, score real)
+ LANGUAGE sql
+ STABLE PARALLEL SAFE
+AS $function$
+  WITH partners AS (
+    SELECT ARRAY(SELECT p."sharedById" FROM public.partner p
+                 WHERE p."sharedWithId" = user_id AND p."inTimeline") AS ids
+  )
+  SELECT d.asset_id, a."originalFileName"::text,
+         (0.5 + 0.25 * (ts_rank_cd(d.search_vector, loose, 33)
+                        + coalesce(ts_rank_cd(d.search_vector, coalesce(strict, loose), 33), 0)))::real
+  FROM immich_search.description AS d JOIN public.asset AS a ON a.id = d.asset_id CROSS JOIN partners
+  WHERE loose IS NOT NULL AND d.search_vector @@ loose
+    AND immich_search.can_see_v2(a."ownerId", a.visibility::text, a."deletedAt", user_id, partners.ids, include_locked)
+  ORDER BY 3 DESC, a."fileCreatedAt" DESC, d.asset_id
+  LIMIT greatest(k, 0)
 $function$
 
 function immich_search.fold_v2(text)
@@ -433,6 +471,32 @@ BEGIN
 END
 $function$
 
+function immich_search.nearest_person(vector,uuid,real)
+CREATE OR REPLACE FUNCTION immich_search.nearest_person(embedding vector, user_id uuid, max_distance real DEFAULT 0.5)
+ RETURNS TABLE(person_id uuid, face_id uuid, distance real)
+ LANGUAGE sql
+ STABLE PARALLEL SAFE
+AS $function$
+  SELECT * FROM immich_search.nearest_person_v1(embedding, user_id, max_distance)
+$function$
+
+function immich_search.nearest_person_v1(vector,uuid,real)
+CREATE OR REPLACE FUNCTION immich_search.nearest_person_v1(embedding vector, user_id uuid, max_distance real DEFAULT 0.5)
+ RETURNS TABLE(person_id uuid, face_id uuid, distance real)
+ LANGUAGE sql
+ STABLE PARALLEL SAFE
+AS $function$
+  SELECT c.person_id, c.face_id, c.distance::real
+  FROM (SELECT f."personId" AS person_id, f.id AS face_id, s.embedding <=> nearest_person_v1.embedding AS distance
+        FROM public.asset_face f
+        JOIN public.asset a ON a.id = f."assetId"
+        JOIN public.face_search s ON s."faceId" = f.id
+        WHERE a."ownerId" = nearest_person_v1.user_id AND a."deletedAt" IS NULL AND f."personId" IS NOT NULL
+        ORDER BY distance
+        LIMIT 1) AS c
+  WHERE c.distance <= nearest_person_v1.max_distance
+$function$
+
 function immich_search.ocr_candidates(tsquery,tsquery,uuid,integer,boolean)
 CREATE OR REPLACE FUNCTION immich_search.ocr_candidates(loose tsquery, strict tsquery, user_id uuid, k integer DEFAULT 100, include_locked boolean DEFAULT false)
  RETURNS TABLE(asset_id uuid, original_file_name text, score real)
@@ -570,6 +634,36 @@ BEGIN
 END
 $function$
 
+function immich_search.people_in(uuid,uuid,boolean)
+CREATE OR REPLACE FUNCTION immich_search.people_in(asset_id uuid, user_id uuid, include_hidden boolean DEFAULT false)
+ RETURNS TABLE(face_id uuid, person_id uuid, name text, is_hidden boolean, birth_date date, x1 integer, y1 integer, x2 integer, y2 integer, image_width integer, image_height integer)
+ LANGUAGE sql
+ STABLE PARALLEL SAFE
+AS $function$
+  SELECT * FROM immich_search.people_in_v1(asset_id, user_id, include_hidden)
+$function$
+
+function immich_search.people_in_v1(uuid,uuid,boolean)
+CREATE OR REPLACE FUNCTION immich_search.people_in_v1(asset_id uuid, user_id uuid, include_hidden boolean DEFAULT false)
+ RETURNS TABLE(face_id uuid, person_id uuid, name text, is_hidden boolean, birth_date date, x1 integer, y1 integer, x2 integer, y2 integer, image_width integer, image_height integer)
+ LANGUAGE sql
+ STABLE PARALLEL SAFE
+AS $function$
+  SELECT f.id, p.id, p.name::text, p."isHidden", p."birthDate",
+         f."boundingBoxX1", f."boundingBoxY1", f."boundingBoxX2", f."boundingBoxY2",
+         f."imageWidth", f."imageHeight"
+  FROM public.asset a
+  JOIN public.asset_face f ON f."assetId" = a.id
+  LEFT JOIN public.person p ON p.id = f."personId" AND p."ownerId" = people_in_v1.user_id
+  WHERE a.id = people_in_v1.asset_id
+    AND immich_search.can_see_v2(a."ownerId", a.visibility::text, a."deletedAt", people_in_v1.user_id,
+          ARRAY(SELECT pa."sharedById" FROM public.partner pa
+                WHERE pa."sharedWithId" = people_in_v1.user_id AND pa."inTimeline"), false)
+    AND f."isVisible" AND f."deletedAt" IS NULL
+    AND (people_in_v1.include_hidden OR p."isHidden" IS NOT TRUE)
+  ORDER BY f."boundingBoxX1", f."boundingBoxY1", f.id
+$function$
+
 function immich_search.pgvector_iterative_scan_v1()
 CREATE OR REPLACE FUNCTION immich_search.pgvector_iterative_scan_v1()
  RETURNS boolean
@@ -577,18 +671,45 @@ CREATE OR REPLACE FUNCTION immich_search.pgvector_iterative_scan_v1()
  STABLE PARALLEL SAFE
 RETURN COALESCE((SELECT ((string_to_array(pg_extension.extversion, '.'::text))::integer[] >= '{0,8}'::integer[]) FROM pg_extension WHERE (pg_extension.extname = 'vector'::name)), false)
 
-function immich_search.query_mode_v1(text)
-CREATE OR REPLACE FUNCTION immich_search.query_mode_v1(query text)
+function immich_search.photos_of(uuid,uuid,integer)
+CREATE OR REPLACE FUNCTION immich_search.photos_of(person_id uuid, user_id uuid, k integer DEFAULT 10)
+ RETURNS TABLE(asset_id uuid, original_file_name text, taken_at timestamp with time zone)
+ LANGUAGE sql
+ STABLE PARALLEL SAFE
+AS $function$
+  SELECT * FROM immich_search.photos_of_v1(person_id, user_id, k)
+$function$
+
+function immich_search.photos_of_v1(uuid,uuid,integer)
+CREATE OR REPLACE FUNCTION immich_search.photos_of_v1(person_id uuid, user_id uuid, k integer DEFAULT 10)
+ RETURNS TABLE(asset_id uuid, original_file_name text, taken_at timestamp with time zone)
+ LANGUAGE sql
+ STABLE PARALLEL SAFE
+AS $function$
+  SELECT a.id, a."originalFileName"::text, a."fileCreatedAt"
+  FROM public.asset a
+  WHERE EXISTS (SELECT 1 FROM public.asset_face f
+                WHERE f."assetId" = a.id AND f."personId" = photos_of_v1.person_id
+                  AND f."isVisible" AND f."deletedAt" IS NULL)
+    AND immich_search.can_see_v2(a."ownerId", a.visibility::text, a."deletedAt", photos_of_v1.user_id,
+          ARRAY(SELECT pa."sharedById" FROM public.partner pa
+                WHERE pa."sharedWithId" = photos_of_v1.user_id AND pa."inTimeline"), false)
+  ORDER BY a."fileCreatedAt" DESC, a.id DESC
+  LIMIT greatest(photos_of_v1.k, 0)
+$function$
+
+function immich_search.query_mode_v2(text)
+CREATE OR REPLACE FUNCTION immich_search.query_mode_v2(query text)
  RETURNS text
  LANGUAGE sql
  IMMUTABLE PARALLEL SAFE
-RETURN COALESCE(lower("substring"(NORMALIZE(COALESCE(query, ''::text), NFKC), '^[ \t\n\r\f\v]*([Oo][Cc][Rr]|[Cc][Ll][Ii][Pp])[ \t\n\r\f\v]*:'::text)), 'hybrid'::text)
+RETURN COALESCE(lower("substring"(NORMALIZE(COALESCE(query, ''::text), NFKC), '^[ \t\n\r\f\v]*([Oo][Cc][Rr]|[Cc][Ll][Ii][Pp]|[Dd][Ee][Ss][Cc])[ \t\n\r\f\v]*:'::text)), 'hybrid'::text)
 
 function immich_search.requeue(uuid[],text[])
 CREATE OR REPLACE FUNCTION immich_search.requeue(asset_ids uuid[], tasks text[] DEFAULT NULL::text[])
  RETURNS integer
  LANGUAGE sql
-AS $function$ SELECT immich_search.requeue_v1(asset_ids, tasks) $function$
+AS $function$ SELECT immich_search.requeue_v2(asset_ids, tasks) $function$
 
 function immich_search.requeue_failed(text[])
 CREATE OR REPLACE FUNCTION immich_search.requeue_failed(tasks text[] DEFAULT NULL::text[])
@@ -612,21 +733,23 @@ BEGIN
 END
 $function$
 
-function immich_search.requeue_v1(uuid[],text[])
-CREATE OR REPLACE FUNCTION immich_search.requeue_v1(asset_ids uuid[], tasks text[] DEFAULT NULL::text[])
+function immich_search.requeue_v2(uuid[],text[])
+CREATE OR REPLACE FUNCTION immich_search.requeue_v2(asset_ids uuid[], tasks text[] DEFAULT NULL::text[])
  RETURNS integer
  LANGUAGE plpgsql
 AS $function$
 DECLARE
-  wanted text[] := coalesce(tasks, CASE
-    WHEN EXISTS (SELECT 1 FROM immich_search.setting WHERE key = 'clip_model') THEN ARRAY['ocr', 'clip']
-    ELSE ARRAY['ocr'] END);
+  wanted text[] := coalesce(tasks, ARRAY['ocr']
+    || CASE WHEN EXISTS (SELECT 1 FROM immich_search.setting WHERE key = 'clip_model')
+            THEN ARRAY['clip'] ELSE ARRAY[]::text[] END
+    || CASE WHEN EXISTS (SELECT 1 FROM immich_search.setting WHERE key = 'describe_model')
+            THEN ARRAY['describe'] ELSE ARRAY[]::text[] END);
   bad text;
   queued integer;
 BEGIN
-  SELECT t INTO bad FROM unnest(wanted) AS t WHERE t IS NULL OR t NOT IN ('ocr', 'clip') LIMIT 1;
+  SELECT t INTO bad FROM unnest(wanted) AS t WHERE t IS NULL OR t NOT IN ('ocr', 'clip', 'describe') LIMIT 1;
   IF FOUND THEN
-    RAISE EXCEPTION 'requeue_v1: unknown task %, expected ocr or clip', coalesce(quote_literal(bad), 'NULL');
+    RAISE EXCEPTION 'requeue_v2: unknown task %, expected ocr, clip or describe', coalesce(quote_literal(bad), 'NULL');
   END IF;
   INSERT INTO immich_search.job AS j (asset_id, task, preview_update_id, run_after)
   SELECT a.id, t.task, f."updateId", '-infinity'
@@ -647,7 +770,7 @@ CREATE OR REPLACE FUNCTION immich_search.search(query text, query_vector vector,
  RETURNS TABLE(asset_id uuid, original_file_name text, score real, snippet text, ocr_rank integer, clip_rank integer, ocr_score real, clip_score real)
  LANGUAGE sql
 AS $function$
-  SELECT * FROM immich_search.search_v3(query, query_vector, user_id, k, "offset", include_locked, fusion,
+  SELECT * FROM immich_search.search_v4(query, query_vector, user_id, k, "offset", include_locked, fusion,
                                         ocr_weight, clip_weight, candidates)
 $function$
 
@@ -814,6 +937,76 @@ BEGIN
 END
 $function$
 
+function immich_search.search_hybrid_tsquery_v3(tsquery,tsquery,vector,uuid,integer,integer,boolean,text,real,real,integer,integer)
+CREATE OR REPLACE FUNCTION immich_search.search_hybrid_tsquery_v3(loose tsquery, strict tsquery, query_vector vector, user_id uuid, k integer DEFAULT 10, "offset" integer DEFAULT 0, include_locked boolean DEFAULT false, fusion text DEFAULT 'rrf'::text, ocr_weight real DEFAULT 1, clip_weight real DEFAULT 1, candidates integer DEFAULT 100, rrf_k integer DEFAULT 60)
+ RETURNS TABLE(asset_id uuid, original_file_name text, score real, snippet text, ocr_rank integer, clip_rank integer, ocr_score real, clip_score real)
+ LANGUAGE plpgsql
+AS $function$
+#variable_conflict use_column
+DECLARE
+  pool integer := greatest(candidates, greatest(k, 0) + greatest("offset", 0));
+BEGIN
+  IF fusion IS NULL OR fusion NOT IN ('rrf', 'convex') THEN
+    RAISE EXCEPTION 'fusion must be rrf or convex, not %', coalesce(fusion, 'NULL') USING ERRCODE = '22023';
+  END IF;
+  IF ocr_weight IS NULL OR clip_weight IS NULL OR ocr_weight < 0 OR clip_weight < 0
+     OR ocr_weight + clip_weight = 0 THEN
+    RAISE EXCEPTION 'fusion weights must be >= 0 and not both 0 (ocr %, clip %)', ocr_weight, clip_weight
+      USING ERRCODE = '22023';
+  END IF;
+  IF rrf_k IS NULL OR rrf_k < 0 THEN
+    RAISE EXCEPTION 'rrf_k must be >= 0, not %', rrf_k USING ERRCODE = '22023';
+  END IF;
+  RETURN QUERY
+    WITH ocr AS MATERIALIZED (
+      -- Candidates without snippets: the page's snippets are made below.
+      SELECT o.asset_id, o.original_file_name, o.score, o.n::integer AS rank, o.ocr_s, o.desc_s
+      FROM immich_search.text_candidates_v1(loose, strict, user_id, pool, include_locked)
+           WITH ORDINALITY AS o(asset_id, original_file_name, score, ocr_s, desc_s, n)
+      WHERE ocr_weight > 0
+    ), clip AS MATERIALIZED (
+      SELECT c.asset_id, c.original_file_name, c.score, c.n::integer AS rank
+      FROM immich_search.search_clip_v2(query_vector, user_id, pool, 0, include_locked)
+           WITH ORDINALITY AS c(asset_id, original_file_name, score, n)
+      WHERE clip_weight > 0
+    ), bounds AS (
+      SELECT (SELECT min(score) FROM ocr) AS ocr_min, (SELECT max(score) FROM ocr) AS ocr_max,
+             (SELECT min(score) FROM clip) AS clip_min, (SELECT max(score) FROM clip) AS clip_max
+    ), joined AS (
+      SELECT coalesce(o.asset_id, c.asset_id) AS asset_id,
+             coalesce(o.original_file_name, c.original_file_name) AS original_file_name,
+             o.rank AS ocr_rank, c.rank AS clip_rank, o.ocr_s, o.desc_s,
+             o.score AS ocr_score, c.score AS clip_score,
+             CASE WHEN fusion = 'rrf' THEN
+               coalesce(ocr_weight / (rrf_k + o.rank)::float8, 0) + coalesce(clip_weight / (rrf_k + c.rank)::float8, 0)
+             ELSE
+               (ocr_weight * CASE WHEN o.asset_id IS NULL THEN 0
+                                  WHEN b.ocr_max > b.ocr_min THEN (o.score - b.ocr_min) / (b.ocr_max - b.ocr_min)
+                                  ELSE 1 END
+                + clip_weight * CASE WHEN c.asset_id IS NULL THEN 0
+                                     WHEN b.clip_max > b.clip_min THEN (c.score - b.clip_min) / (b.clip_max - b.clip_min)
+                                     ELSE 1 END)
+               / (ocr_weight + clip_weight)
+             END AS fused
+      FROM ocr o FULL JOIN clip c ON c.asset_id = o.asset_id CROSS JOIN bounds b
+    )
+    , page AS (
+      SELECT * FROM joined j
+      ORDER BY j.fused DESC, least(j.ocr_rank, j.clip_rank), j.ocr_rank NULLS LAST, j.asset_id
+      OFFSET greatest("offset", 0) LIMIT greatest(k, 0)
+    )
+    SELECT p.asset_id, p.original_file_name, p.fused::real,
+           CASE WHEN p.ocr_rank IS NULL THEN '' ELSE immich_search.text_snippet_v1(
+             t.text, CASE WHEN p.ocr_s IS NOT NULL THEN loose END,
+             d.text, CASE WHEN p.desc_s IS NOT NULL THEN loose END) END,
+           p.ocr_rank, p.clip_rank, p.ocr_score, p.clip_score
+    FROM page p
+    LEFT JOIN immich_search.ocr t ON t.asset_id = p.asset_id
+    LEFT JOIN immich_search.description d ON d.asset_id = p.asset_id
+    ORDER BY p.fused DESC, least(p.ocr_rank, p.clip_rank), p.ocr_rank NULLS LAST, p.asset_id;
+END
+$function$
+
 function immich_search.search_ocr(text,uuid,integer,integer,boolean)
 CREATE OR REPLACE FUNCTION immich_search.search_ocr(query text, user_id uuid, k integer DEFAULT 10, "offset" integer DEFAULT 0, include_locked boolean DEFAULT false)
  RETURNS TABLE(asset_id uuid, original_file_name text, score real, snippet text)
@@ -874,17 +1067,59 @@ BEGIN
 END
 $function$
 
-function immich_search.search_v3(text,vector,uuid,integer,integer,boolean,text,real,real,integer)
-CREATE OR REPLACE FUNCTION immich_search.search_v3(query text, query_vector vector, user_id uuid, k integer DEFAULT 10, "offset" integer DEFAULT 0, include_locked boolean DEFAULT false, fusion text DEFAULT 'rrf'::text, ocr_weight real DEFAULT 1, clip_weight real DEFAULT 1, candidates integer DEFAULT 100)
- RETURNS TABLE(asset_id uuid, original_file_name text, score real, snippet text, ocr_rank integer, clip_rank integer, ocr_score real, clip_score real)
+function immich_search.search_text_tsquery_v1(tsquery,tsquery,uuid,integer,integer,boolean,boolean,boolean)
+CREATE OR REPLACE FUNCTION immich_search.search_text_tsquery_v1(loose tsquery, strict tsquery, user_id uuid, k integer DEFAULT 10, "offset" integer DEFAULT 0, include_locked boolean DEFAULT false, use_ocr boolean DEFAULT true, use_description boolean DEFAULT true)
+ RETURNS TABLE(asset_id uuid, original_file_name text, score real, snippet text)
  LANGUAGE sql
+ STABLE
 AS $function$
-  SELECT h.* FROM (SELECT immich_search.query_mode_v1(query) AS mode) AS m
-  CROSS JOIN LATERAL immich_search.search_hybrid_tsquery_v2(
-    CASE WHEN m.mode <> 'clip' THEN immich_search.ocr_tsquery_v4(query, false) END,
-    CASE WHEN m.mode <> 'clip' THEN immich_search.ocr_tsquery_v4(query, true) END,
-    CASE WHEN m.mode <> 'ocr' THEN query_vector END,
-    user_id, k, "offset", include_locked, fusion, ocr_weight, clip_weight, candidates) AS h
+  WITH page AS MATERIALIZED (
+    SELECT c.* FROM immich_search.text_candidates_v1(loose, strict, user_id, greatest(k, 0) + greatest("offset", 0),
+                                                        include_locked, use_ocr, use_description)
+         WITH ORDINALITY AS c(asset_id, original_file_name, score, ocr_score, description_score, n)
+    ORDER BY n OFFSET greatest("offset", 0)
+  )
+  SELECT p.asset_id, p.original_file_name, p.score,
+         immich_search.text_snippet_v1(
+           o.text, CASE WHEN p.ocr_score >= 0.5 THEN loose
+                        WHEN p.ocr_score IS NOT NULL THEN immich_search.fuzzy_tsquery_v2(loose) END,
+           d.text, CASE WHEN p.description_score IS NOT NULL THEN loose END)
+  FROM page AS p
+  LEFT JOIN immich_search.ocr AS o ON o.asset_id = p.asset_id
+  LEFT JOIN immich_search.description AS d ON d.asset_id = p.asset_id
+  ORDER BY p.n
+$function$
+
+function immich_search.search_v4(text,vector,uuid,integer,integer,boolean,text,real,real,integer)
+CREATE OR REPLACE FUNCTION immich_search.search_v4(query text, query_vector vector, user_id uuid, k integer DEFAULT 10, "offset" integer DEFAULT 0, include_locked boolean DEFAULT false, fusion text DEFAULT 'rrf'::text, ocr_weight real DEFAULT 1, clip_weight real DEFAULT 1, candidates integer DEFAULT 100)
+ RETURNS TABLE(asset_id uuid, original_file_name text, score real, snippet text, ocr_rank integer, clip_rank integer, ocr_score real, clip_score real)
+ LANGUAGE plpgsql
+AS $function$
+DECLARE
+  mode text := immich_search.query_mode_v2(query);
+  body text := query;
+BEGIN
+  IF mode = 'desc' THEN
+    -- ocr_tsquery_v4 strips ocr: and clip: itself; desc: is stripped here.
+    body := regexp_replace(normalize(coalesce(query, ''), NFKC), '^[ \t\n\r\f\v]*desc[ \t\n\r\f\v]*:', '', 'i');
+    RETURN QUERY
+      SELECT t.asset_id, t.original_file_name, t.score, t.snippet,
+             (t.n + greatest("offset", 0))::integer, NULL::integer, t.score, NULL::real
+      FROM immich_search.search_text_tsquery_v1(
+             immich_search.ocr_tsquery_v4(body, false), immich_search.ocr_tsquery_v4(body, true), user_id, k,
+             "offset", include_locked, false, true) WITH ORDINALITY AS t(asset_id, original_file_name, score, snippet, n)
+      ORDER BY t.n;
+  ELSIF mode = 'ocr' THEN
+    RETURN QUERY SELECT * FROM immich_search.search_hybrid_tsquery_v2(
+      immich_search.ocr_tsquery_v4(query, false), immich_search.ocr_tsquery_v4(query, true), NULL::vector,
+      user_id, k, "offset", include_locked, fusion, ocr_weight, clip_weight, candidates);
+  ELSE
+    RETURN QUERY SELECT * FROM immich_search.search_hybrid_tsquery_v3(
+      CASE WHEN mode <> 'clip' THEN immich_search.ocr_tsquery_v4(query, false) END,
+      CASE WHEN mode <> 'clip' THEN immich_search.ocr_tsquery_v4(query, true) END,
+      query_vector, user_id, k, "offset", include_locked, fusion, ocr_weight, clip_weight, candidates);
+  END IF;
+END
 $function$
 
 function immich_search.segments_v2(text)
@@ -1005,6 +1240,42 @@ BEGIN
 END
 $function$
 
+function immich_search.text_candidates_v1(tsquery,tsquery,uuid,integer,boolean,boolean,boolean)
+CREATE OR REPLACE FUNCTION immich_search.text_candidates_v1(loose tsquery, strict tsquery, user_id uuid, k integer DEFAULT 100, include_locked boolean DEFAULT false, use_ocr boolean DEFAULT true, use_description boolean DEFAULT true)
+ RETURNS TABLE(asset_id uuid, original_file_name text, score real, ocr_score real, description_score real)
+ LANGUAGE sql
+ STABLE
+AS $function$
+  WITH o AS MATERIALIZED (
+    SELECT c.* FROM immich_search.ocr_candidates_v2(loose, strict, user_id, k, include_locked)
+         WITH ORDINALITY AS c(asset_id, original_file_name, score, n)
+    WHERE use_ocr
+  ), d AS MATERIALIZED (
+    SELECT c.* FROM immich_search.description_candidates_v1(loose, strict, user_id, k, include_locked)
+         WITH ORDINALITY AS c(asset_id, original_file_name, score, n)
+    WHERE use_description
+  )
+  -- Ties keep each source's own order (newest photo first), so with no description this is exactly
+  -- ocr_candidates_v2's ranking.
+  SELECT coalesce(o.asset_id, d.asset_id), coalesce(o.original_file_name, d.original_file_name),
+         greatest(o.score, d.score), o.score, d.score
+  FROM o FULL JOIN d ON d.asset_id = o.asset_id
+  ORDER BY greatest(o.score, d.score) DESC, least(o.n, d.n), coalesce(o.asset_id, d.asset_id)
+  LIMIT greatest(k, 0)
+$function$
+
+function immich_search.text_snippet_v1(text,tsquery,text,tsquery)
+CREATE OR REPLACE FUNCTION immich_search.text_snippet_v1(ocr_text text, ocr_query tsquery, description_text text, description_query tsquery)
+ RETURNS text
+ LANGUAGE sql
+ STABLE PARALLEL SAFE
+AS $function$
+  SELECT coalesce(concat_ws(' | ',
+    CASE WHEN ocr_query IS NOT NULL AND ocr_text IS NOT NULL THEN immich_search.snippet_v2(ocr_text, ocr_query) END,
+    CASE WHEN description_query IS NOT NULL AND description_text IS NOT NULL
+         THEN 'description: ' || immich_search.snippet_v2(description_text, description_query, 1) END), '')
+$function$
+
 function immich_search.uuid_v7_time_v1(uuid)
 CREATE OR REPLACE FUNCTION immich_search.uuid_v7_time_v1(id uuid)
  RETURNS timestamp with time zone
@@ -1097,6 +1368,8 @@ $function$
 
 index CREATE INDEX clip_embedding_idx ON immich_search.clip USING hnsw (embedding vector_cosine_ops)
 
+index CREATE INDEX description_search_vector_idx ON immich_search.description USING gin (search_vector)
+
 index CREATE INDEX job_claim_idx ON immich_search.job USING btree (task, run_after) WHERE (state = ANY (ARRAY['pending'::text, 'running'::text]))
 
 index CREATE INDEX job_error_idx ON immich_search.job USING btree (updated_at) WHERE (last_error IS NOT NULL)
@@ -1115,6 +1388,8 @@ index CREATE UNIQUE INDEX cjk_word_pkey ON immich_search.cjk_word USING btree (w
 
 index CREATE UNIQUE INDEX clip_pkey ON immich_search.clip USING btree (asset_id)
 
+index CREATE UNIQUE INDEX description_pkey ON immich_search.description USING btree (asset_id)
+
 index CREATE UNIQUE INDEX fold_char_pkey ON immich_search.fold_char USING btree (source)
 
 index CREATE UNIQUE INDEX job_pkey ON immich_search.job USING btree (asset_id, task)
@@ -1127,13 +1402,15 @@ index CREATE UNIQUE INDEX sync_cursor_pkey ON immich_search.sync_cursor USING bt
 
 index CREATE UNIQUE INDEX worker_pkey ON immich_search.worker USING btree (id)
 
-revision 0007
+revision 0009
 
 table alembic_version (r)
 
 table cjk_word (r)
 
 table clip (r)
+
+table description (r)
 
 table fold_char (r)
 
