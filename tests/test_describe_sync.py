@@ -216,3 +216,41 @@ def test_descriptions_are_searchable_with_snippets(db, tmp_path):
         assert {hit.asset_id for hit in hybrid} == set(ids.values())
         assert all(hit.ocr_rank is not None and hit.snippet.startswith("description: ") for hit in hybrid)
         assert search_query(pool, "desc:风筝", str(uuid.uuid4())) == [], "only the caller's photos"
+
+
+def test_psql_search_reads_descriptions(db, tmp_path):
+    """psql's ``immich_search.search`` (search_v4) ranks descriptions as the CLI does: ``desc:`` alone,
+    ``ocr:`` never, plain queries together with the OCR text; ``--tokenizer sql`` and ``--mode desc`` reach it."""
+    from immich_search.ranking.hybrid_search import search_query
+    from immich_search.ranking.query_language import Mode
+
+    ids = library(db, tmp_path, 3)
+    with psycopg.connect(db) as conn:
+        (owner,) = conn.execute('SELECT DISTINCT "ownerId"::text FROM public.asset').fetchone()
+    with VisionStandIn("ollama") as server, open_pool(db) as pool:
+        pipeline(pool, tmp_path / "media", vision(server.url))[0].run_once()
+
+    def psql(text: str, user: str = owner) -> list[tuple]:
+        with psycopg.connect(db) as conn:
+            return conn.execute(
+                "SELECT asset_id::text, snippet, ocr_rank, clip_rank FROM immich_search.search(%s, NULL, %s::uuid, 10)",
+                (text, user),
+            ).fetchall()
+
+    desc = psql("desc:風箏")
+    assert {row[0] for row in desc} == set(ids.values())
+    assert all(snippet.startswith("description: 孩子在海边放风筝") for _, snippet, _, _ in desc)
+    assert [row[2] for row in desc] == [1, 2, 3] and {row[3] for row in desc} == {None}
+    assert psql(" DESC：风筝") == desc, "prefix read as Python reads it (case, NFKC colon, spaces)"
+    assert psql("ocr:风筝") == [], "ocr: reads OCR text only"
+    assert {row[0] for row in psql("风筝")} == set(ids.values()), "plain queries read descriptions"
+    plain = psql("colour")
+    assert plain and all(" | description: " in snippet for _, snippet, _, _ in plain)
+    # The stand-in's description repeats the photo's words: desc: finds them there, never in the OCR text.
+    assert all(snippet.startswith("description: ") and " | " not in snippet for _, snippet, _, _ in psql("desc:colour"))
+    assert psql("desc:风筝", str(uuid.uuid4())) == [], "only the caller's photos"
+    with open_pool(db) as pool:
+        for text, mode in (("desc:风筝", None), ("风筝", Mode.DESC)):
+            hits = search_query(pool, text, owner, tokenizer="sql", mode=mode)
+            python = search_query(pool, "desc:风筝", owner)
+            assert [h.asset_id for h in hits] == [h.asset_id for h in python]
