@@ -129,3 +129,42 @@ async def test_an_unknown_immich_version_falls_back_and_says_so_once(server, mig
         lines = [record.getMessage() for record in caplog.records if "is not a version" in record.getMessage()]
         assert len(lines) == 1 and "GET /api/assets/{id}" in lines[0], lines
         assert fake.calls["assets/{id}"] >= 3  # the per-asset fallback
+
+
+async def test_desc_queries_are_answered_from_the_descriptions(server, migrated_template):
+    """``desc:`` in Immich's search bar: serve ranks the vision model's descriptions itself (Immich knows no
+    ``desc:``), even when plain queries pass through; the description's words never come from OCR text."""
+    from immich_search.serve.searchers import desc_searcher
+    from immich_search.sqlfiles import query
+    from immich_search.sync.describe_task import description_row
+    from immich_search.sync.vision import Description
+
+    with scratch_database(server, migrated_template) as url:
+        with psycopg.connect(url) as conn:
+            user = add_user(conn, "alice@example.com")
+            other = add_user(conn, "bob@example.com")
+            kite = add_asset(conn, user, "kite.jpg", ["SALE 50%"], age_days=1)
+            add_asset(conn, user, "sign.jpg", ["风筝 kite shop"], age_days=2)  # the words only as OCR text
+            bobs = add_asset(conn, other, "bobs.jpg", [], age_days=1)
+            for asset_id, text in ((kite, "孩子在海边放风筝"), (bobs, "海边的风筝")):
+                row = description_row(asset_id, Description(text, "http://h", 1.0), "m")
+                conn.execute(query("upsert_description"), row)
+        fake = FakeImmich().load(url)
+        token = fake.login(user)
+        with open_pool(url, max_size=2) as pool:
+            app = create_app(
+                ServeConfig(immich_url="http://immich.test"),
+                ocr_searcher=ocr_searcher(pool),
+                desc_searcher=desc_searcher(pool),
+                transport=httpx.ASGITransport(app=fake.app),
+            )
+            try:
+                async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://s") as client:
+                    response = await client.post(
+                        "/api/search/smart", json={"query": "desc:風箏"}, headers={"Authorization": f"Bearer {token}"}
+                    )
+                    assert response.status_code == 200, response.text
+                    assert response.headers["x-immich-search"] == "desc"
+                    assert [item["id"] for item in response.json()["assets"]["items"]] == [kite]
+            finally:
+                await app.state.service.aclose()

@@ -83,7 +83,12 @@ def serve(
     from immich_search.ranking.ocr_search import search_ocr
     from immich_search.serve.app import ServeConfig, create_app
     from immich_search.serve.pages import SERVE_POOL, ocr_page, warm_up
-    from immich_search.serve.searchers import build_plain_searcher, ocr_searcher, with_statement_timeout
+    from immich_search.serve.searchers import (
+        build_plain_searcher,
+        desc_searcher,
+        ocr_searcher,
+        with_statement_timeout,
+    )
     from immich_search.serve.upstream import Upstream
 
     if not immich_url:
@@ -104,13 +109,18 @@ def serve(
         except ImmichSearchError as exc:
             raise click.ClickException(str(exc)) from exc
         app = create_app(
-            config, ocr_searcher=ocr_searcher(pool), plain_searcher=plain, page_source=partial(ocr_page, pool)
+            config,
+            ocr_searcher=ocr_searcher(pool),
+            plain_searcher=plain,
+            page_source=partial(ocr_page, pool),
+            desc_searcher=desc_searcher(pool),
         )
         search_ocr(pool, "ocr:warm up", WARM_UP_USER, limit=1)
         warm_up(pool, WARM_UP_USER)
         click.echo(
             f"immich-search serve: listening on http://{host}:{port} in front of Immich at "
-            f"{app.state.service.upstream.display}; ocr: queries answered here, plain queries {plain_described}"
+            f"{app.state.service.upstream.display}; ocr: and desc: queries answered here, "
+            f"plain queries {plain_described}"
         )
         uvicorn.run(
             app,

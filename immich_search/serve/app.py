@@ -118,7 +118,7 @@ class ServeConfig:
 
 @dataclass(frozen=True)
 class _Plan:
-    kind: str  # "ocr" | "plain"
+    kind: str  # "ocr" | "desc" | "plain"
     searcher: Searcher
     query: str
     body: dict
@@ -137,6 +137,7 @@ class SearchService:
             with ``GET /api/assets/{id}`` instead.
         transport: an httpx transport for the upstream (tests pass ``httpx.ASGITransport(fake_immich)``).
         clock: seconds, for the caches (default :func:`time.monotonic`).
+        desc_searcher: answers ``desc:`` queries (vision-model descriptions); ``None`` treats them as plain.
 
     Raises:
         ValueError: ``config.immich_url`` is not an http(s) URL.
@@ -151,6 +152,7 @@ class SearchService:
         page_source: PageSource | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         clock=time.monotonic,
+        desc_searcher: Searcher | None = None,
     ) -> None:
         self.config = config
         self.page_source = page_source
@@ -162,6 +164,7 @@ class SearchService:
         self.scans = smart_search.ScanCache(config.scan_cache_seconds, clock=clock)
         self.ocr_searcher = ocr_searcher
         self.plain_searcher = plain_searcher
+        self.desc_searcher = desc_searcher
         self._search_slots: asyncio.Semaphore | None = None
 
     async def aclose(self) -> None:
@@ -261,6 +264,8 @@ class SearchService:
         mode = smart_search.query_mode(query)
         if mode == "ocr":
             return _Plan("ocr", self.ocr_searcher, query, data)
+        if mode == "desc" and self.desc_searcher is not None:
+            return _Plan("desc", self.desc_searcher, query, data)
         if self.plain_searcher is not None:
             return _Plan("plain", self.plain_searcher, query, data)
         raise PassThrough(f"{mode} query, no plain-query searcher configured", body=_for_immich(query, data))
@@ -506,6 +511,7 @@ def create_app(
     page_source: PageSource | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
     clock=time.monotonic,
+    desc_searcher: Searcher | None = None,
 ) -> Starlette:
     """Return the ASGI app of ``immich-search serve``; ``app.state.service`` is its :class:`SearchService`.
 
@@ -522,6 +528,7 @@ def create_app(
         page_source=page_source,
         transport=transport,
         clock=clock,
+        desc_searcher=desc_searcher,
     )
 
     @contextlib.asynccontextmanager

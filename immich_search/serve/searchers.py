@@ -1,6 +1,7 @@
 """The rankings serve answers with, as :class:`~immich_search.serve.app.Searcher` callables.
 
 * :func:`ocr_searcher`: ``ocr:`` queries, :func:`immich_search.ranking.ocr_search.search_ocr`.
+* :func:`desc_searcher`: ``desc:`` queries, descriptions only (:func:`~immich_search.ranking.ocr_search.search_text`).
 * :func:`build_plain_searcher`: plain and ``clip:`` queries, the hybrid ranking
   (``immich_search.ranking.hybrid_search``) with an optional cn-clip text encoder, or ``None`` when they
   pass through to Immich.
@@ -43,6 +44,19 @@ def ocr_searcher(pool) -> Callable[..., Sequence[Any]]:
 
     def search(text: str, user_id: str, *, limit: int, offset: int):
         return search_ocr(pool, text, user_id, limit=limit, offset=offset, include_locked=False)
+
+    return search
+
+
+def desc_searcher(pool) -> Callable[..., Sequence[Any]]:
+    """Return a searcher for ``desc:`` queries over ``pool``: the descriptions a vision model wrote
+    (``immich-search sync --describe-host``), ranked by
+    :func:`immich_search.ranking.ocr_search.search_text` without the OCR text. Immich knows no ``desc:``, so
+    serve answers these itself whether or not plain queries pass through."""
+    from immich_search.ranking.ocr_search import search_text
+
+    def search(text: str, user_id: str, *, limit: int, offset: int):
+        return search_text(pool, text, user_id, limit=limit, offset=offset, include_locked=False, use_ocr=False)
 
     return search
 
