@@ -216,7 +216,7 @@ def lib(tmp_path_factory):
     if faces or people:
         skip_or_fail(
             f"the instance at {instance['dir']} already has {faces} faces and {people} people: this test reruns "
-            "Immich's face jobs, which delete machine-learning faces and people without faces"
+            "Immich's face jobs (which delete every machine-learning face) and deletes every person when it ends"
         )
     work = tmp_path_factory.mktemp("immich-faces")
     standin = FaceStandIn(EXPECTED_ENTRIES)
