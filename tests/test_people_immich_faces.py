@@ -23,9 +23,10 @@ no face, unknown faces, the hidden person, a partner's photo, and a file not in 
 It reconfigures and restarts Immich and reruns its face jobs, so it runs only against the instance named by
 ``IMMICH_SEARCH_TEST_REAL_IMMICH_ML_DIR``, ``..._ML_PORT``, ``..._ML_PG_PORT`` and ``..._ML_REDIS_PORT``
 (seeded, without faces or people), and skips otherwise. At the end it undoes everything: Immich's face
-detection is run once more against the stand-in answering no face (Immich deletes its machine-learning faces
-and the people left without faces, their thumbnails included), ``facesRecognizedAt`` and the facial
-recognition state are put back, and Immich is restarted with the config it ran with.
+detection is run once more against the stand-in answering no face (Immich deletes its machine-learning
+faces), the people are deleted through ``DELETE /api/people`` (thumbnails included; Immich v3.1's own person
+cleanup leaves people without face rows), ``facesRecognizedAt`` and the facial recognition state are put
+back, and Immich is restarted with the config it ran with.
 """
 
 from __future__ import annotations
