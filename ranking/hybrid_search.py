@@ -18,6 +18,7 @@ from psycopg_pool import ConnectionPool
 
 from immich_search.errors import ImmichSearchError
 from immich_search.ranking.ocr_query import build_ocr_query, jieba_segmenter
+from immich_search.ranking.people_filter import people_photos
 from immich_search.ranking.query_language import Mode, mode_prefix, parse
 from immich_search.sqlfiles import query
 
@@ -121,6 +122,10 @@ def search(
         raise ValueError(f"tokenizer must be 'python' or 'sql', not {tokenizer!r}")
     parsed = parse(text)
     mode = mode or parsed.mode
+    if parsed.people and not parsed.has_text and tokenizer == "python":
+        # `person:张三` alone: that person's photos, newest first (psql's search_v5 does the same).
+        photos = people_photos(pool, parsed.people, user_id, limit=limit, offset=offset, include_locked=include_locked)
+        return [HybridHit(a, name, 1.0, "", offset + n) for n, (a, name) in enumerate(photos, 1)]
     vector = None
     if mode in (Mode.CLIP, Mode.HYBRID) and parsed.text.strip():
         if encoder is None:
@@ -141,6 +146,7 @@ def search(
         "ocr_weight": ocr_weight,
         "clip_weight": clip_weight,
         "candidates": max(candidates, limit + offset),
+        "people": list(parsed.people),
     }
     if tokenizer == "sql":
         # psql's path: the SQL function reads the mode from the query's own prefix; an overriding mode
@@ -188,7 +194,8 @@ def search_query(
     psql's ``immich_search.search``, which ranks the same); others the hybrid ranking.
 
     Arguments as for :func:`search`; ``fusion_options`` (``fusion``, ``ocr_weight``, ``clip_weight``,
-    ``candidates``) only matter for the hybrid ranking.
+    ``candidates``) only matter for the hybrid ranking. ``person:`` terms restrict every branch to the photos
+    showing every person named (in SQL, before fusion and paging); alone, they list those photos, newest first.
 
     Returns:
         :class:`~immich_search.ranking.ocr_search.SearchHit` rows from the OCR ranking, or
