@@ -25,6 +25,7 @@ def people_photos(
     limit: int = 10,
     offset: int = 0,
     include_locked: bool = False,
+    person_ids: Sequence[str] = (),
 ) -> list[tuple[str, str]]:
     """Return a page of the photos ``user_id`` may see that show every person in ``names``, newest first.
 
@@ -34,15 +35,17 @@ def people_photos(
         user_id: the caller (uuid string); visibility is Immich's (``can_see_v2``).
         limit, offset: the page.
         include_locked: also the caller's locked folder.
+        person_ids: Immich person ids (serve's ``personIds``): the photos must show each of them too.
 
     Returns:
         ``(asset id, original file name)`` pairs, newest first (the search functions make them hits with
         score 1.0 and no snippet: there is no ranking but the date).
     """
-    if not names:
+    if not names and not person_ids:
         return []
     params = {
         "people": list(names),
+        "person_ids": list(person_ids),
         "user_id": user_id,
         "k": limit,
         "offset": offset,

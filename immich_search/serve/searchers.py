@@ -38,20 +38,33 @@ def with_statement_timeout(database_url: str, seconds: float) -> str:
 
 
 def ocr_searcher(pool) -> Callable[..., Sequence[Any]]:
-    """Return a searcher for ``ocr:`` queries over ``pool`` (a psycopg ``ConnectionPool`` on a migrated DB)."""
+    """Return a searcher for ``ocr:`` queries over ``pool`` (a psycopg ``ConnectionPool`` on a migrated DB).
+
+    ``person_ids`` (Immich's ``personIds``) keeps only photos showing every person given, in the ranking.
+    """
     from immich_search.ranking.ocr_search import search_ocr
 
-    def search(text: str, user_id: str, *, limit: int, offset: int):
-        return search_ocr(pool, text, user_id, limit=limit, offset=offset, include_locked=False)
+    def search(text: str, user_id: str, *, limit: int, offset: int, person_ids: Sequence[str] = ()):
+        return search_ocr(pool, text, user_id, limit=limit, offset=offset, include_locked=False, person_ids=person_ids)
 
     return search
 
 
 def hybrid_searcher(pool, search_function: Callable[..., Sequence[Any]], encoder=None) -> Callable[..., Sequence[Any]]:
-    """Return a searcher calling ``search_function`` (``hybrid_search.search_query``'s signature) with ``encoder``."""
+    """Return a searcher calling ``search_function`` (``hybrid_search.search_query``'s signature) with ``encoder``;
+    ``person_ids`` (Immich's ``personIds``) is handed on."""
 
-    def search(text: str, user_id: str, *, limit: int, offset: int):
-        return search_function(pool, text, user_id, limit=limit, offset=offset, include_locked=False, encoder=encoder)
+    def search(text: str, user_id: str, *, limit: int, offset: int, person_ids: Sequence[str] = ()):
+        return search_function(
+            pool,
+            text,
+            user_id,
+            limit=limit,
+            offset=offset,
+            include_locked=False,
+            encoder=encoder,
+            person_ids=person_ids,
+        )
 
     return search
 

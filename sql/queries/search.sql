@@ -4,7 +4,7 @@
 SELECT asset_id, original_file_name, score, snippet
 FROM immich_search.search_ocr_tsquery_v3(
   %(loose)s::tsquery, %(strict)s::tsquery, %(user_id)s::uuid, %(k)s, %(offset)s, %(include_locked)s,
-  immich_search.people_assets_v1(%(people)s::text[], NULL, %(user_id)s::uuid))
+  immich_search.people_assets_v1(%(people)s::text[], %(person_ids)s::uuid[], %(user_id)s::uuid))
 
 -- name: search_ocr_sql
 SELECT asset_id, original_file_name, score, snippet
@@ -26,7 +26,7 @@ SELECT asset_id, original_file_name, score, snippet, ocr_rank, clip_rank, ocr_sc
 FROM immich_search.search_hybrid_tsquery_v4(
   %(loose)s::tsquery, %(strict)s::tsquery, %(vector)s::vector, %(user_id)s::uuid, %(k)s, %(offset)s,
   %(include_locked)s, %(fusion)s, %(ocr_weight)s::real, %(clip_weight)s::real, %(candidates)s, 60, true,
-  immich_search.people_assets_v1(%(people)s::text[], NULL, %(user_id)s::uuid))
+  immich_search.people_assets_v1(%(people)s::text[], %(person_ids)s::uuid[], %(user_id)s::uuid))
 
 -- name: search_hybrid_sql
 SELECT asset_id, original_file_name, score, snippet, ocr_rank, clip_rank, ocr_score, clip_score
@@ -46,12 +46,12 @@ SELECT version_num FROM immich_search.alembic_version
 SELECT asset_id, original_file_name, score, snippet
 FROM immich_search.search_text_tsquery_v2(
   %(loose)s::tsquery, %(strict)s::tsquery, %(user_id)s::uuid, %(k)s, %(offset)s, %(include_locked)s, %(use_ocr)s,
-  %(use_description)s, immich_search.people_assets_v1(%(people)s::text[], NULL, %(user_id)s::uuid))
+  %(use_description)s, immich_search.people_assets_v1(%(people)s::text[], %(person_ids)s::uuid[], %(user_id)s::uuid))
 
 -- name: search_people_photos
 -- `person:张三` alone (revision 0011): the photos showing every person named, newest first.
 SELECT asset_id, original_file_name
-FROM immich_search.photos_with_people_v1(immich_search.people_assets_v1(%(people)s::text[], NULL, %(user_id)s::uuid),
+FROM immich_search.photos_with_people_v1(immich_search.people_assets_v1(%(people)s::text[], %(person_ids)s::uuid[], %(user_id)s::uuid),
                                          %(user_id)s::uuid, %(k)s, %(offset)s, %(include_locked)s)
 
 -- name: people_named
