@@ -1,4 +1,4 @@
-"""Hybrid search: OCR text and cn-clip semantics fused in PostgreSQL (``search_hybrid_tsquery_v2``).
+"""Hybrid search: OCR text and cn-clip semantics fused in PostgreSQL (``search_hybrid_tsquery_v4``).
 
 The query language decides the branches: ``ocr:`` text only, ``clip:`` vector only, plain queries both.
 The Python side only builds the inputs (jieba tsqueries, the CLIP text vector); ranking, visibility and

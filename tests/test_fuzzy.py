@@ -205,7 +205,7 @@ def test_tsqueries_are_built_once_per_call_under_a_generic_plan(library):
 
 def test_stable_names_point_at_the_newest_versions(library):
     with psycopg.connect(library["url"]) as conn:
-        for name, newest in (("search_ocr", "_v4("), ("search_ocr_tsquery", "_v2("), ("ocr_tsquery", "_v4(")):
+        for name, newest in (("search_ocr", "_v5("), ("search_ocr_tsquery", "_v3("), ("ocr_tsquery", "_v5(")):
             body = conn.execute(
                 "SELECT pg_get_functiondef(p.oid) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
                 "WHERE n.nspname = 'immich_search' AND p.proname = %s",
