@@ -120,7 +120,7 @@ LIMIT %(k)s
 COMMON_HAN = "的一是不了人我在有他这为之大来以个中上们到说国和地也子时道出而要于就下得可你年生"
 """Frequent Han characters (the head of any frequency list), the misreads of ``cjk typo`` queries."""
 FUZZY_SCORE_BELOW = 0.5
-"""Scores of fuzzy-only hits are below this (immich_search.search_ocr_tsquery_v2 puts exact ones above)."""
+"""Scores of fuzzy-only hits are below this (immich_search.search_ocr_tsquery_v3 puts exact ones above)."""
 
 
 # --- Immich's OCR matching ------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ every visible row scored):
 
 * ocr-only: ``immich_search.search_ocr(text, user, 10)`` (the SQL-only query path), texts from the
   corpus's queries;
-* vector-only: ``immich_search.search_clip_v2(vector, user, 10)``; query vectors are drawn like the
+* vector-only: ``immich_search.search_clip_v3(vector, user, 10)``; query vectors are drawn like the
   library's;
 * hybrid: ``immich_search.search(text, vector, user, 10)`` (RRF over 100 candidates per branch);
 
@@ -280,7 +280,7 @@ KINDS: dict[str, Callable[[str, Vector, str, bool], tuple[str, tuple]]] = {
         (f"ocr:{text}", user),
     ),
     "vector-only": lambda text, vector, user, exact: (
-        "SELECT asset_id FROM immich_search.search_clip_v2(%s, %s, 10)",
+        "SELECT asset_id FROM immich_search.search_clip_v3(%s, %s, 10)",
         (vector, user),
     ),
     "hybrid": lambda text, vector, user, exact: (

@@ -1,4 +1,4 @@
-"""Hybrid search: OCR text and cn-clip semantics fused in PostgreSQL (``search_hybrid_tsquery_v2``).
+"""Hybrid search: OCR text and cn-clip semantics fused in PostgreSQL (``search_hybrid_tsquery_v4``).
 
 The query language decides the branches: ``ocr:`` text only, ``clip:`` vector only, plain queries both.
 The Python side only builds the inputs (jieba tsqueries, the CLIP text vector); ranking, visibility and
@@ -8,6 +8,7 @@ fusion happen in SQL, the same functions psql users call.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from functools import cache
 from typing import Protocol
@@ -18,6 +19,7 @@ from psycopg_pool import ConnectionPool
 
 from immich_search.errors import ImmichSearchError
 from immich_search.ranking.ocr_query import build_ocr_query, jieba_segmenter
+from immich_search.ranking.people_filter import people_photos
 from immich_search.ranking.query_language import Mode, mode_prefix, parse
 from immich_search.sqlfiles import query
 
@@ -88,6 +90,7 @@ def search(
     clip_weight: float = 1.0,
     candidates: int = DEFAULT_CANDIDATES,
     tokenizer: str = "python",
+    person_ids: Sequence[str] = (),
 ) -> list[HybridHit]:
     """Rank the user's visible assets by OCR text and CLIP semantics together, best first.
 
@@ -104,12 +107,14 @@ def search(
         candidates: rows each branch contributes before fusion.
         tokenizer: ``python`` (jieba tsqueries) or ``sql`` (``immich_search.search``, as psql users call it;
             the mode then comes from the query's prefix, and ``mode=OCR`` only turns the vector off).
+        person_ids: Immich person ids (Immich's ``personIds``, from serve): every branch keeps only photos
+            showing each of them, as ``person:`` terms do (python tokenizer only).
 
     Returns:
         Up to ``limit`` hits; empty for a query with nothing to search.
 
     Raises:
-        ValueError: unknown ``fusion`` or ``tokenizer``, or bad weights.
+        ValueError: unknown ``fusion`` or ``tokenizer``, bad weights, or ``person_ids`` with ``sql``.
         SemanticSearchUnavailable: a ``clip:`` query without ``encoder``, or the stored vectors were
             made by another model than ``encoder``.
     """
@@ -119,8 +124,22 @@ def search(
         raise ValueError(f"weights must be >= 0 and not both 0 (ocr {ocr_weight}, clip {clip_weight})")
     if tokenizer not in ("python", "sql"):
         raise ValueError(f"tokenizer must be 'python' or 'sql', not {tokenizer!r}")
+    if tokenizer == "sql" and person_ids:
+        raise ValueError("person_ids need the python tokenizer (psql's search takes person: terms only)")
     parsed = parse(text)
     mode = mode or parsed.mode
+    if (parsed.people or person_ids) and not parsed.has_text and tokenizer == "python":
+        # `person:张三` alone: that person's photos, newest first (psql's search_v5 does the same).
+        photos = people_photos(
+            pool,
+            parsed.people,
+            user_id,
+            limit=limit,
+            offset=offset,
+            include_locked=include_locked,
+            person_ids=person_ids,
+        )
+        return [HybridHit(a, name, 1.0, "", offset + n) for n, (a, name) in enumerate(photos, 1)]
     vector = None
     if mode in (Mode.CLIP, Mode.HYBRID) and parsed.text.strip():
         if encoder is None:
@@ -141,6 +160,8 @@ def search(
         "ocr_weight": ocr_weight,
         "clip_weight": clip_weight,
         "candidates": max(candidates, limit + offset),
+        "people": list(parsed.people),
+        "person_ids": list(person_ids),
     }
     if tokenizer == "sql":
         # psql's path: the SQL function reads the mode from the query's own prefix; an overriding mode
@@ -179,6 +200,7 @@ def search_query(
     encoder: TextEncoder | None = None,
     mode: Mode | None = None,
     tokenizer: str = "python",
+    person_ids: Sequence[str] = (),
     **fusion_options,
 ) -> list:
     """Answer a search-bar query with the ranking its mode calls for.
@@ -188,7 +210,8 @@ def search_query(
     psql's ``immich_search.search``, which ranks the same); others the hybrid ranking.
 
     Arguments as for :func:`search`; ``fusion_options`` (``fusion``, ``ocr_weight``, ``clip_weight``,
-    ``candidates``) only matter for the hybrid ranking.
+    ``candidates``) only matter for the hybrid ranking. ``person:`` terms restrict every branch to the photos
+    showing every person named (in SQL, before fusion and paging); alone, they list those photos, newest first.
 
     Returns:
         :class:`~immich_search.ranking.ocr_search.SearchHit` rows from the OCR ranking, or
@@ -211,10 +234,18 @@ def search_query(
             offset=offset,
             include_locked=include_locked,
             use_ocr=chosen is not Mode.DESC,
+            person_ids=person_ids,
         )
     if chosen is Mode.OCR:
         return search_ocr(
-            pool, text, user_id, limit=limit, offset=offset, include_locked=include_locked, tokenizer=tokenizer
+            pool,
+            text,
+            user_id,
+            limit=limit,
+            offset=offset,
+            include_locked=include_locked,
+            tokenizer=tokenizer,
+            person_ids=person_ids,
         )
     return search(
         pool,
@@ -226,6 +257,7 @@ def search_query(
         encoder=encoder,
         mode=chosen,
         tokenizer=tokenizer,
+        person_ids=person_ids,
         **fusion_options,
     )
 

@@ -8,12 +8,14 @@ rank exact matches first, then the fuzzy fallback (one misread character) below 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from functools import cache
 
 from psycopg_pool import ConnectionPool
 
 from immich_search.ranking.ocr_query import build_ocr_query, jieba_segmenter
+from immich_search.ranking.people_filter import people_photos
 from immich_search.ranking.query_language import Mode, parse
 from immich_search.sqlfiles import query
 
@@ -47,6 +49,7 @@ def search_ocr(
     offset: int = 0,
     include_locked: bool = False,
     tokenizer: str = "python",
+    person_ids: Sequence[str] = (),
 ) -> list[SearchHit]:
     """Rank the user's visible assets by their OCR text, best first.
 
@@ -57,21 +60,37 @@ def search_ocr(
         limit, offset: the page of results.
         include_locked: also search the caller's locked folder.
         tokenizer: ``"python"`` (jieba segmentation) or ``"sql"`` (the psql path, tokenised in SQL).
+        person_ids: Immich person ids (Immich's ``personIds``, from serve): only photos showing each of them,
+            as ``person:`` terms do (python tokenizer only).
 
     Returns:
-        Up to ``limit`` hits; empty for a query with no searchable character.
+        Up to ``limit`` hits; empty for a query with no searchable character. ``person:`` terms keep only
+        photos showing every person named (in SQL, before the page is cut); alone, they list those photos
+        newest first (score 1, no snippet).
 
     Raises:
-        ValueError: ``tokenizer`` is neither ``python`` nor ``sql``.
+        ValueError: ``tokenizer`` is neither ``python`` nor ``sql``, or ``person_ids`` with ``sql``.
     """
     params = {"user_id": user_id, "k": limit, "offset": offset, "include_locked": include_locked}
+    if tokenizer == "sql" and person_ids:
+        raise ValueError("person_ids need the python tokenizer (psql's search_ocr takes person: terms only)")
     if tokenizer == "sql":
         sql, params = query("search_ocr_sql"), {**params, "query": text}
     elif tokenizer == "python":
-        built = build_ocr_query(parse(text, default_mode=Mode.OCR), _segmenter())
+        parsed = parse(text, default_mode=Mode.OCR)
+        if (parsed.people or person_ids) and not parsed.has_text:
+            return _people_hits(pool, parsed.people, user_id, limit, offset, include_locked, person_ids)
+        built = build_ocr_query(parsed, _segmenter())
         if built.loose is None:
             return []
-        sql, params = query("search_ocr_tsquery"), {**params, "loose": built.loose, "strict": built.strict}
+        params = {
+            **params,
+            "loose": built.loose,
+            "strict": built.strict,
+            "people": list(parsed.people),
+            "person_ids": list(person_ids),
+        }
+        sql = query("search_ocr_tsquery")
     else:
         raise ValueError(f"tokenizer must be 'python' or 'sql', not {tokenizer!r}")
     with pool.connection() as conn:
@@ -91,18 +110,22 @@ def search_text(
     include_locked: bool = False,
     use_ocr: bool = True,
     use_description: bool = True,
+    person_ids: Sequence[str] = (),
 ) -> list[SearchHit]:
     """Rank the user's visible assets by OCR text and/or vision-model descriptions, best first.
 
     ``desc:`` queries read descriptions only; plain queries without a CLIP model read both. The score of an
     asset is the better of its two (as :func:`search_ocr` scores); the snippet gives the matching OCR lines
     and ``description: ...`` when the description matched. Arguments as :func:`search_ocr` (jieba
-    tokenizer only).
+    tokenizer only; ``person:`` terms as there).
 
     Returns:
         Up to ``limit`` hits; empty for a query with no searchable character.
     """
-    built = build_ocr_query(parse(text, default_mode=Mode.OCR), _segmenter())
+    parsed = parse(text, default_mode=Mode.OCR)
+    if (parsed.people or person_ids) and not parsed.has_text:
+        return _people_hits(pool, parsed.people, user_id, limit, offset, include_locked, person_ids)
+    built = build_ocr_query(parsed, _segmenter())
     if built.loose is None:
         return []
     params = {
@@ -114,7 +137,19 @@ def search_text(
         "strict": built.strict,
         "use_ocr": use_ocr,
         "use_description": use_description,
+        "people": list(parsed.people),
+        "person_ids": list(person_ids),
     }
     with pool.connection() as conn:
         rows = conn.execute(query("search_text_tsquery"), params, prepare=False).fetchall()
     return [SearchHit(str(a), name, float(score), snippet or "") for a, name, score, snippet in rows]
+
+
+def _people_hits(
+    pool, names, user_id: str, limit: int, offset: int, include_locked: bool, person_ids: Sequence[str] = ()
+) -> list[SearchHit]:
+    """``person:`` terms alone: the photos showing every person named, newest first (score 1, no snippet)."""
+    photos = people_photos(
+        pool, names, user_id, limit=limit, offset=offset, include_locked=include_locked, person_ids=person_ids
+    )
+    return [SearchHit(asset_id, name, 1.0, "") for asset_id, name in photos]

@@ -5,7 +5,12 @@ Grammar (DESIGN.md, "Query language"):
 * an optional mode prefix ``ocr:`` (OCR text only), ``desc:`` (vision-model descriptions only) or
   ``clip:`` (vector only), case-insensitive; without one the query is hybrid;
 * terms separated by white space; ``"..."`` makes a phrase (an unterminated quote runs to the end);
-* a leading ``-`` excludes a term or phrase.
+* a leading ``-`` excludes a term or phrase;
+* ``person:NAME`` or ``person:"Two Words"`` (``person`` case-insensitive), anywhere in the query and as many
+  as wanted: only photos showing every person named (the caller's people, names compared case-insensitively
+  after NFKC; see docs/people.md). They are taken out before the mode prefix is read, so
+  ``person:张三 ocr:发票`` is an ``ocr:`` query. ``-person:NAME`` is no person term (it excludes the text
+  ``person:NAME``).
 
 :func:`parse` never raises: whatever it cannot read as syntax it keeps as plain words.
 """
@@ -47,6 +52,11 @@ class ParsedQuery:
     terms: tuple[Term, ...] = field(default_factory=tuple)
     text: str = ""
     truncated: bool = False
+    people: tuple[str, ...] = ()
+    """The names of the ``person:`` terms, in order (NFKC, as typed otherwise); a photo must show them all."""
+    has_text: bool = True
+    """Something besides ``person:`` terms and the mode prefix was typed; ``person:张三`` alone lists that
+    person's photos, newest first."""
     """The query was longer than :data:`MAX_QUERY_CHARS` and only its beginning is searched."""
 
     @property
@@ -106,6 +116,40 @@ def mode_prefix(query: str) -> tuple[Mode | None, str]:
 # The curly quotes a Chinese keyboard types count as quotes.
 _QUOTES = str.maketrans({"“": '"', "”": '"'})
 
+# One token of the query after its mode prefix, with the white space before it: a phrase, a person term
+# (quoted or not), or a word. The SQL twin is immich_search.person_terms_v1 (revision 0011): PostgreSQL's
+# regular expressions take the longest alternative where Python's take the first, so the alternatives are
+# made exclusive (a word never starts where a phrase or a person term does) and both read the same tokens.
+_PERSON = "[Pp][Ee][Rr][Ss][Oo][Nn]:"
+_TOKEN = re.compile(
+    rf'([{_SPACE}]*)(?:(-?"[^"]*(?:"|$))|{_PERSON}"([^"]*)(?:"|$)|{_PERSON}([^{_SPACE}"][^{_SPACE}]*)'
+    rf'|((?!-?"|{_PERSON}[^{_SPACE}])-?[^{_SPACE}]+))'
+)
+
+
+def split_people(text: str) -> tuple[tuple[str, ...], str]:
+    """Take the ``person:`` terms out of a query (NFKC-normalised, curly quotes already straightened).
+
+    Returns ``(names, rest)``: the non-empty names in order (a quoted name without its outer white space),
+    and the query without them: its mode prefix, then every other token with the white space before it
+    (trailing white space dropped). Without person terms ``rest`` reads exactly as ``text``. Twin of
+    ``immich_search.person_terms_v1``.
+    """
+    prefix = _PREFIX.match(text)
+    head = text[: prefix.end()] if prefix else ""
+    names: list[str] = []
+    kept: list[str] = [head]
+    for match in _TOKEN.finditer(text, len(head)):
+        space, phrase, quoted, word, other = match.groups()
+        if quoted is not None or word is not None:
+            name = quoted.strip(_SPACE) if quoted is not None else word
+            if name:
+                names.append(name)
+            kept.append(space)
+        else:
+            kept.append(space + (phrase if phrase is not None else other))
+    return tuple(names), "".join(kept)
+
 
 def parse(query: str, default_mode: Mode = Mode.HYBRID) -> ParsedQuery:
     """Parse a search-bar query.
@@ -119,9 +163,9 @@ def parse(query: str, default_mode: Mode = Mode.HYBRID) -> ParsedQuery:
         :data:`MAX_QUERY_CHARS` characters (after NFKC) are read (``truncated`` says so).
     """
     text, truncated = capped(query)
+    people, text = split_people(text.translate(_QUOTES))
     mode, text = mode_prefix(text)
     mode = mode or default_mode
-    text = text.translate(_QUOTES)
     terms: list[Term] = []
     for match in _TERM.finditer(text):
         if match.group(2) is not None:
@@ -134,4 +178,11 @@ def parse(query: str, default_mode: Mode = Mode.HYBRID) -> ParsedQuery:
             continue
         terms.append(Term(word, negated=negated))
     clip_text = " ".join(term.text for term in terms if not term.negated)
-    return ParsedQuery(mode=mode, terms=tuple(terms), text=clip_text, truncated=truncated)
+    return ParsedQuery(
+        mode=mode,
+        terms=tuple(terms),
+        text=clip_text,
+        truncated=truncated,
+        people=people,
+        has_text=bool(text.strip(_SPACE)),
+    )

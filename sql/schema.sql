@@ -288,8 +288,8 @@ BEGIN
 END
 $function$
 
-function immich_search.description_candidates_v1(tsquery,tsquery,uuid,integer,boolean)
-CREATE OR REPLACE FUNCTION immich_search.description_candidates_v1(loose tsquery, strict tsquery, user_id uuid, k integer DEFAULT 100, include_locked boolean DEFAULT false)
+function immich_search.description_candidates_v2(tsquery,tsquery,uuid,integer,boolean,uuid[])
+CREATE OR REPLACE FUNCTION immich_search.description_candidates_v2(loose tsquery, strict tsquery, user_id uuid, k integer DEFAULT 100, include_locked boolean DEFAULT false, only_assets uuid[] DEFAULT NULL::uuid[])
  RETURNS TABLE(asset_id uuid, original_file_name text, score real)
  LANGUAGE sql
  STABLE PARALLEL SAFE
@@ -304,6 +304,7 @@ AS $function$
   FROM immich_search.description AS d JOIN public.asset AS a ON a.id = d.asset_id CROSS JOIN partners
   WHERE loose IS NOT NULL AND d.search_vector @@ loose
     AND immich_search.can_see_v2(a."ownerId", a.visibility::text, a."deletedAt", user_id, partners.ids, include_locked)
+    AND (only_assets IS NULL OR d.asset_id = ANY(only_assets))
   ORDER BY 3 DESC, a."fileCreatedAt" DESC, d.asset_id
   LIMIT greatest(k, 0)
 $function$
@@ -503,11 +504,11 @@ CREATE OR REPLACE FUNCTION immich_search.ocr_candidates(loose tsquery, strict ts
  LANGUAGE sql
  STABLE PARALLEL SAFE
 AS $function$
-  SELECT * FROM immich_search.ocr_candidates_v2(loose, strict, user_id, k, include_locked)
+  SELECT * FROM immich_search.ocr_candidates_v3(loose, strict, user_id, k, include_locked)
 $function$
 
-function immich_search.ocr_candidates_v2(tsquery,tsquery,uuid,integer,boolean)
-CREATE OR REPLACE FUNCTION immich_search.ocr_candidates_v2(loose tsquery, strict tsquery, user_id uuid, k integer DEFAULT 100, include_locked boolean DEFAULT false)
+function immich_search.ocr_candidates_v3(tsquery,tsquery,uuid,integer,boolean,uuid[])
+CREATE OR REPLACE FUNCTION immich_search.ocr_candidates_v3(loose tsquery, strict tsquery, user_id uuid, k integer DEFAULT 100, include_locked boolean DEFAULT false, only_assets uuid[] DEFAULT NULL::uuid[])
  RETURNS TABLE(asset_id uuid, original_file_name text, score real)
  LANGUAGE plpgsql
  STABLE PARALLEL SAFE
@@ -532,6 +533,7 @@ BEGIN
     SELECT 1 FROM immich_search.ocr AS o JOIN public.asset AS a ON a.id = o.asset_id
     WHERE o.search_vector @@ loose
       AND immich_search.can_see_v2(a."ownerId", a.visibility::text, a."deletedAt", user_id, partners, include_locked)
+        AND (only_assets IS NULL OR o.asset_id = ANY(only_assets))
     LIMIT wanted) AS x;
   IF exact_hits < wanted THEN
     -- Built once per call: in a WHERE clause it could run for every row under a generic plan.
@@ -547,12 +549,14 @@ BEGIN
       FROM immich_search.ocr AS o JOIN public.asset AS a ON a.id = o.asset_id
       WHERE o.search_vector @@ loose
         AND immich_search.can_see_v2(a."ownerId", a.visibility::text, a."deletedAt", user_id, partners, include_locked)
+        AND (only_assets IS NULL OR o.asset_id = ANY(only_assets))
       UNION ALL
       SELECT o.asset_id, a."originalFileName"::text, a."fileCreatedAt", 2 AS tier,
              0.5 * ts_rank_cd(o.search_vector, fuzzy, 33) AS s
       FROM immich_search.ocr AS o JOIN public.asset AS a ON a.id = o.asset_id
       WHERE fuzzy IS NOT NULL AND o.search_vector @@ fuzzy AND NOT o.search_vector @@ loose
         AND immich_search.can_see_v2(a."ownerId", a.visibility::text, a."deletedAt", user_id, partners, include_locked)
+        AND (only_assets IS NULL OR o.asset_id = ANY(only_assets))
     )
     SELECT h.asset_id, h.name, h.s::real
     FROM hits AS h
@@ -566,7 +570,7 @@ CREATE OR REPLACE FUNCTION immich_search.ocr_tsquery(query text, strict boolean 
  RETURNS tsquery
  LANGUAGE sql
  STABLE PARALLEL SAFE
-RETURN immich_search.ocr_tsquery_v4(query, strict)
+RETURN immich_search.ocr_tsquery_v5(query, strict)
 
 function immich_search.ocr_tsquery_v4(text,boolean)
 CREATE OR REPLACE FUNCTION immich_search.ocr_tsquery_v4(query text, strict boolean DEFAULT false)
@@ -634,6 +638,38 @@ BEGIN
 END
 $function$
 
+function immich_search.ocr_tsquery_v5(text,boolean)
+CREATE OR REPLACE FUNCTION immich_search.ocr_tsquery_v5(query text, strict boolean DEFAULT false)
+ RETURNS tsquery
+ LANGUAGE sql
+ STABLE PARALLEL SAFE
+RETURN immich_search.ocr_tsquery_v4((immich_search.person_terms_v1(query)).rest, strict)
+
+function immich_search.people_assets_v1(text[],uuid[],uuid)
+CREATE OR REPLACE FUNCTION immich_search.people_assets_v1(names text[], person_ids uuid[], user_id uuid)
+ RETURNS uuid[]
+ LANGUAGE sql
+ STABLE PARALLEL SAFE
+AS $function$
+  WITH named AS MATERIALIZED (
+    SELECT * FROM immich_search.people_named_v1(people_assets_v1.names, people_assets_v1.user_id)
+  ), wanted AS (
+    SELECT (SELECT count(DISTINCT n.name) FROM named AS n) + coalesce(cardinality(people_assets_v1.person_ids), 0) AS n
+  ), matches AS (
+    SELECT f."assetId" AS asset_id, 'name:' || n.name AS key
+    FROM named AS n JOIN public.asset_face AS f ON f."personId" = n.person_id
+    WHERE f."isVisible" AND f."deletedAt" IS NULL
+    UNION ALL
+    SELECT f."assetId", 'id:' || f."personId"::text
+    FROM public.asset_face AS f
+    WHERE f."personId" = ANY(people_assets_v1.person_ids) AND f."isVisible" AND f."deletedAt" IS NULL
+  )
+  SELECT CASE WHEN w.n = 0 THEN NULL
+              ELSE ARRAY(SELECT m.asset_id FROM matches AS m GROUP BY m.asset_id
+                         HAVING count(DISTINCT m.key) = w.n ORDER BY m.asset_id) END
+  FROM wanted AS w
+$function$
+
 function immich_search.people_in(uuid,uuid,boolean)
 CREATE OR REPLACE FUNCTION immich_search.people_in(asset_id uuid, user_id uuid, include_hidden boolean DEFAULT false)
  RETURNS TABLE(face_id uuid, person_id uuid, name text, is_hidden boolean, birth_date date, x1 integer, y1 integer, x2 integer, y2 integer, image_width integer, image_height integer)
@@ -662,6 +698,54 @@ AS $function$
     AND f."isVisible" AND f."deletedAt" IS NULL
     AND (people_in_v1.include_hidden OR p."isHidden" IS NOT TRUE)
   ORDER BY f."boundingBoxX1", f."boundingBoxY1", f.id
+$function$
+
+function immich_search.people_named_v1(text[],uuid)
+CREATE OR REPLACE FUNCTION immich_search.people_named_v1(names text[], user_id uuid)
+ RETURNS TABLE(name text, person_id uuid)
+ LANGUAGE sql
+ STABLE PARALLEL SAFE
+AS $function$
+  SELECT w.folded, p.id
+  FROM (SELECT DISTINCT lower(normalize(x, NFKC)) AS folded FROM unnest(people_named_v1.names) AS x
+        WHERE x <> '') AS w
+  LEFT JOIN public.person AS p
+    ON p."ownerId" = people_named_v1.user_id AND lower(normalize(p.name::text, NFKC)) = w.folded
+  ORDER BY w.folded, p.id
+$function$
+
+function immich_search.person_terms_v1(text)
+CREATE OR REPLACE FUNCTION immich_search.person_terms_v1(query text, OUT names text[], OUT rest text, OUT has_text boolean)
+ RETURNS record
+ LANGUAGE plpgsql
+ IMMUTABLE PARALLEL SAFE
+AS $function$
+DECLARE
+  body text := translate(coalesce(immich_search.capped_query_v1(query), ''), U&'\201c\201d', '""');
+  head text;
+  m text[];
+BEGIN
+  names := '{}';
+  head := coalesce(substring(body from
+    '^[ \t\n\r\f\v]*(?:[Oo][Cc][Rr]|[Cc][Ll][Ii][Pp]|[Dd][Ee][Ss][Cc])[ \t\n\r\f\v]*:[ \t\n\r\f\v]*'), '');
+  rest := head;
+  -- PostgreSQL's regular expressions take the longest alternative where Python's take the first: the
+  -- alternatives are exclusive (a word never starts where a phrase or a person term does).
+  FOR m IN SELECT regexp_matches(substr(body, char_length(head) + 1),
+      '([ \t\n\r\f\v]*)(?:(-?"[^"]*(?:"|$))|[Pp][Ee][Rr][Ss][Oo][Nn]:"([^"]*)(?:"|$)'
+      '|[Pp][Ee][Rr][Ss][Oo][Nn]:([^ \t\n\r\f\v"][^ \t\n\r\f\v]*)'
+      '|((?!-?"|[Pp][Ee][Rr][Ss][Oo][Nn]:[^ \t\n\r\f\v])-?[^ \t\n\r\f\v]+))', 'g') LOOP
+    IF m[3] IS NOT NULL OR m[4] IS NOT NULL THEN
+      IF coalesce(btrim(m[3], E' \t\n\r\f' || chr(11)), m[4]) <> '' THEN
+        names := names || coalesce(btrim(m[3], E' \t\n\r\f' || chr(11)), m[4]);
+      END IF;
+      rest := rest || m[1];
+    ELSE
+      rest := rest || m[1] || coalesce(m[2], m[5]);
+    END IF;
+  END LOOP;
+  has_text := substr(rest, char_length(head) + 1) ~ '[^ \t\n\r\f\v]';
+END
 $function$
 
 function immich_search.pgvector_iterative_scan_v1()
@@ -696,6 +780,23 @@ AS $function$
                 WHERE pa."sharedWithId" = photos_of_v1.user_id AND pa."inTimeline"), false)
   ORDER BY a."fileCreatedAt" DESC, a.id DESC
   LIMIT greatest(photos_of_v1.k, 0)
+$function$
+
+function immich_search.photos_with_people_v1(uuid[],uuid,integer,integer,boolean)
+CREATE OR REPLACE FUNCTION immich_search.photos_with_people_v1(only_assets uuid[], user_id uuid, k integer DEFAULT 10, "offset" integer DEFAULT 0, include_locked boolean DEFAULT false)
+ RETURNS TABLE(asset_id uuid, original_file_name text, taken_at timestamp with time zone)
+ LANGUAGE sql
+ STABLE PARALLEL SAFE
+AS $function$
+  SELECT a.id, a."originalFileName"::text, a."fileCreatedAt"
+  FROM public.asset AS a
+  WHERE a.id = ANY(photos_with_people_v1.only_assets)
+    AND immich_search.can_see_v2(a."ownerId", a.visibility::text, a."deletedAt", photos_with_people_v1.user_id,
+          ARRAY(SELECT pa."sharedById" FROM public.partner AS pa
+                WHERE pa."sharedWithId" = photos_with_people_v1.user_id AND pa."inTimeline"),
+          photos_with_people_v1.include_locked)
+  ORDER BY a."fileCreatedAt" DESC, a.id DESC
+  OFFSET greatest(photos_with_people_v1."offset", 0) LIMIT greatest(photos_with_people_v1.k, 0)
 $function$
 
 function immich_search.query_mode_v2(text)
@@ -770,7 +871,7 @@ CREATE OR REPLACE FUNCTION immich_search.search(query text, query_vector vector,
  RETURNS TABLE(asset_id uuid, original_file_name text, score real, snippet text, ocr_rank integer, clip_rank integer, ocr_score real, clip_score real)
  LANGUAGE sql
 AS $function$
-  SELECT * FROM immich_search.search_v4(query, query_vector, user_id, k, "offset", include_locked, fusion,
+  SELECT * FROM immich_search.search_v5(query, query_vector, user_id, k, "offset", include_locked, fusion,
                                         ocr_weight, clip_weight, candidates)
 $function$
 
@@ -779,11 +880,11 @@ CREATE OR REPLACE FUNCTION immich_search.search_clip(query_vector vector, user_i
  RETURNS TABLE(asset_id uuid, original_file_name text, score real)
  LANGUAGE sql
 AS $function$
-  SELECT * FROM immich_search.search_clip_v2(query_vector, user_id, k, "offset", include_locked)
+  SELECT * FROM immich_search.search_clip_v3(query_vector, user_id, k, "offset", include_locked)
 $function$
 
-function immich_search.search_clip_v2(vector,uuid,integer,integer,boolean,integer)
-CREATE OR REPLACE FUNCTION immich_search.search_clip_v2(query_vector vector, user_id uuid, k integer DEFAULT 10, "offset" integer DEFAULT 0, include_locked boolean DEFAULT false, exact_limit integer DEFAULT NULL::integer)
+function immich_search.search_clip_v3(vector,uuid,integer,integer,boolean,integer,uuid[])
+CREATE OR REPLACE FUNCTION immich_search.search_clip_v3(query_vector vector, user_id uuid, k integer DEFAULT 10, "offset" integer DEFAULT 0, include_locked boolean DEFAULT false, exact_limit integer DEFAULT NULL::integer, only_assets uuid[] DEFAULT NULL::uuid[])
  RETURNS TABLE(asset_id uuid, original_file_name text, score real)
  LANGUAGE plpgsql
 AS $function$
@@ -810,6 +911,26 @@ BEGIN
   -- Partners who share with the caller in timeline (Immich's smart search rule; can_see_v2 checks each asset).
   partners := ARRAY(SELECT p."sharedById" FROM public.partner p WHERE p."sharedWithId" = user_id AND p."inTimeline");
   owners := ARRAY[user_id] || partners;
+  IF only_assets IS NOT NULL THEN
+    -- A person filter: its assets (a person's photos, hundreds or thousands) ranked exactly, by primary key;
+    -- the index would have to skip every other photo of the library.
+    RETURN QUERY
+      WITH visible AS MATERIALIZED (
+        SELECT a.id AS asset_id, a."originalFileName"::text AS name FROM public.asset a
+        WHERE a.id = ANY(only_assets)
+          AND immich_search.can_see_v2(a."ownerId", a.visibility::text, a."deletedAt", user_id, partners, include_locked)
+      ), scored AS MATERIALIZED (
+        SELECT v.asset_id, v.name,
+               (SELECT x.embedding FROM immich_search.clip x WHERE x.asset_id = v.asset_id) <=> query_vector AS distance
+        FROM visible v
+      )
+      SELECT s.asset_id, s.name, (1 - s.distance)::real
+      FROM scored s
+      WHERE s.distance IS NOT NULL
+      ORDER BY s.distance, s.asset_id
+      OFFSET greatest("offset", 0) LIMIT greatest(k, 0);
+    RETURN;
+  END IF;
   SELECT count(*) INTO visible_count
   FROM (SELECT 1 FROM public.asset a
         WHERE a."ownerId" = ANY(owners)
@@ -870,75 +991,8 @@ BEGIN
 END
 $function$
 
-function immich_search.search_hybrid_tsquery_v2(tsquery,tsquery,vector,uuid,integer,integer,boolean,text,real,real,integer,integer)
-CREATE OR REPLACE FUNCTION immich_search.search_hybrid_tsquery_v2(loose tsquery, strict tsquery, query_vector vector, user_id uuid, k integer DEFAULT 10, "offset" integer DEFAULT 0, include_locked boolean DEFAULT false, fusion text DEFAULT 'rrf'::text, ocr_weight real DEFAULT 1, clip_weight real DEFAULT 1, candidates integer DEFAULT 100, rrf_k integer DEFAULT 60)
- RETURNS TABLE(asset_id uuid, original_file_name text, score real, snippet text, ocr_rank integer, clip_rank integer, ocr_score real, clip_score real)
- LANGUAGE plpgsql
-AS $function$
-#variable_conflict use_column
-DECLARE
-  pool integer := greatest(candidates, greatest(k, 0) + greatest("offset", 0));
-BEGIN
-  IF fusion IS NULL OR fusion NOT IN ('rrf', 'convex') THEN
-    RAISE EXCEPTION 'fusion must be rrf or convex, not %', coalesce(fusion, 'NULL') USING ERRCODE = '22023';
-  END IF;
-  IF ocr_weight IS NULL OR clip_weight IS NULL OR ocr_weight < 0 OR clip_weight < 0
-     OR ocr_weight + clip_weight = 0 THEN
-    RAISE EXCEPTION 'fusion weights must be >= 0 and not both 0 (ocr %, clip %)', ocr_weight, clip_weight
-      USING ERRCODE = '22023';
-  END IF;
-  IF rrf_k IS NULL OR rrf_k < 0 THEN
-    RAISE EXCEPTION 'rrf_k must be >= 0, not %', rrf_k USING ERRCODE = '22023';
-  END IF;
-  RETURN QUERY
-    WITH ocr AS MATERIALIZED (
-      -- Candidates without snippets: the page's snippets are made below.
-      SELECT o.asset_id, o.original_file_name, o.score, o.n::integer AS rank
-      FROM immich_search.ocr_candidates_v2(loose, strict, user_id, pool, include_locked)
-           WITH ORDINALITY AS o(asset_id, original_file_name, score, n)
-      WHERE ocr_weight > 0
-    ), clip AS MATERIALIZED (
-      SELECT c.asset_id, c.original_file_name, c.score, c.n::integer AS rank
-      FROM immich_search.search_clip_v2(query_vector, user_id, pool, 0, include_locked)
-           WITH ORDINALITY AS c(asset_id, original_file_name, score, n)
-      WHERE clip_weight > 0
-    ), bounds AS (
-      SELECT (SELECT min(score) FROM ocr) AS ocr_min, (SELECT max(score) FROM ocr) AS ocr_max,
-             (SELECT min(score) FROM clip) AS clip_min, (SELECT max(score) FROM clip) AS clip_max
-    ), joined AS (
-      SELECT coalesce(o.asset_id, c.asset_id) AS asset_id,
-             coalesce(o.original_file_name, c.original_file_name) AS original_file_name,
-             o.rank AS ocr_rank, c.rank AS clip_rank,
-             o.score AS ocr_score, c.score AS clip_score,
-             CASE WHEN fusion = 'rrf' THEN
-               coalesce(ocr_weight / (rrf_k + o.rank)::float8, 0) + coalesce(clip_weight / (rrf_k + c.rank)::float8, 0)
-             ELSE
-               (ocr_weight * CASE WHEN o.asset_id IS NULL THEN 0
-                                  WHEN b.ocr_max > b.ocr_min THEN (o.score - b.ocr_min) / (b.ocr_max - b.ocr_min)
-                                  ELSE 1 END
-                + clip_weight * CASE WHEN c.asset_id IS NULL THEN 0
-                                     WHEN b.clip_max > b.clip_min THEN (c.score - b.clip_min) / (b.clip_max - b.clip_min)
-                                     ELSE 1 END)
-               / (ocr_weight + clip_weight)
-             END AS fused
-      FROM ocr o FULL JOIN clip c ON c.asset_id = o.asset_id CROSS JOIN bounds b
-    )
-    , page AS (
-      SELECT * FROM joined j
-      ORDER BY j.fused DESC, least(j.ocr_rank, j.clip_rank), j.ocr_rank NULLS LAST, j.asset_id
-      OFFSET greatest("offset", 0) LIMIT greatest(k, 0)
-    )
-    SELECT p.asset_id, p.original_file_name, p.fused::real,
-           CASE WHEN p.ocr_rank IS NULL THEN '' ELSE immich_search.snippet_v2(t.text, loose) END,
-           p.ocr_rank, p.clip_rank, p.ocr_score, p.clip_score
-    FROM page p
-    LEFT JOIN immich_search.ocr t ON t.asset_id = p.asset_id
-    ORDER BY p.fused DESC, least(p.ocr_rank, p.clip_rank), p.ocr_rank NULLS LAST, p.asset_id;
-END
-$function$
-
-function immich_search.search_hybrid_tsquery_v3(tsquery,tsquery,vector,uuid,integer,integer,boolean,text,real,real,integer,integer)
-CREATE OR REPLACE FUNCTION immich_search.search_hybrid_tsquery_v3(loose tsquery, strict tsquery, query_vector vector, user_id uuid, k integer DEFAULT 10, "offset" integer DEFAULT 0, include_locked boolean DEFAULT false, fusion text DEFAULT 'rrf'::text, ocr_weight real DEFAULT 1, clip_weight real DEFAULT 1, candidates integer DEFAULT 100, rrf_k integer DEFAULT 60)
+function immich_search.search_hybrid_tsquery_v4(tsquery,tsquery,vector,uuid,integer,integer,boolean,text,real,real,integer,integer,boolean,uuid[])
+CREATE OR REPLACE FUNCTION immich_search.search_hybrid_tsquery_v4(loose tsquery, strict tsquery, query_vector vector, user_id uuid, k integer DEFAULT 10, "offset" integer DEFAULT 0, include_locked boolean DEFAULT false, fusion text DEFAULT 'rrf'::text, ocr_weight real DEFAULT 1, clip_weight real DEFAULT 1, candidates integer DEFAULT 100, rrf_k integer DEFAULT 60, use_description boolean DEFAULT true, only_assets uuid[] DEFAULT NULL::uuid[])
  RETURNS TABLE(asset_id uuid, original_file_name text, score real, snippet text, ocr_rank integer, clip_rank integer, ocr_score real, clip_score real)
  LANGUAGE plpgsql
 AS $function$
@@ -961,12 +1015,13 @@ BEGIN
     WITH ocr AS MATERIALIZED (
       -- Candidates without snippets: the page's snippets are made below.
       SELECT o.asset_id, o.original_file_name, o.score, o.n::integer AS rank, o.ocr_s, o.desc_s
-      FROM immich_search.text_candidates_v1(loose, strict, user_id, pool, include_locked)
+      FROM immich_search.text_candidates_v2(loose, strict, user_id, pool, include_locked, true, use_description,
+                                              only_assets)
            WITH ORDINALITY AS o(asset_id, original_file_name, score, ocr_s, desc_s, n)
       WHERE ocr_weight > 0
     ), clip AS MATERIALIZED (
       SELECT c.asset_id, c.original_file_name, c.score, c.n::integer AS rank
-      FROM immich_search.search_clip_v2(query_vector, user_id, pool, 0, include_locked)
+      FROM immich_search.search_clip_v3(query_vector, user_id, pool, 0, include_locked, NULL, only_assets)
            WITH ORDINALITY AS c(asset_id, original_file_name, score, n)
       WHERE clip_weight > 0
     ), bounds AS (
@@ -1013,7 +1068,7 @@ CREATE OR REPLACE FUNCTION immich_search.search_ocr(query text, user_id uuid, k 
  LANGUAGE sql
  STABLE PARALLEL SAFE
 AS $function$
-  SELECT * FROM immich_search.search_ocr_v4(query, user_id, k, "offset", include_locked)
+  SELECT * FROM immich_search.search_ocr_v5(query, user_id, k, "offset", include_locked)
 $function$
 
 function immich_search.search_ocr_tsquery(tsquery,tsquery,uuid,integer,integer,boolean)
@@ -1022,11 +1077,11 @@ CREATE OR REPLACE FUNCTION immich_search.search_ocr_tsquery(loose tsquery, stric
  LANGUAGE sql
  STABLE PARALLEL SAFE
 AS $function$
-  SELECT * FROM immich_search.search_ocr_tsquery_v2(loose, strict, user_id, k, "offset", include_locked)
+  SELECT * FROM immich_search.search_ocr_tsquery_v3(loose, strict, user_id, k, "offset", include_locked)
 $function$
 
-function immich_search.search_ocr_tsquery_v2(tsquery,tsquery,uuid,integer,integer,boolean)
-CREATE OR REPLACE FUNCTION immich_search.search_ocr_tsquery_v2(loose tsquery, strict tsquery, user_id uuid, k integer DEFAULT 10, "offset" integer DEFAULT 0, include_locked boolean DEFAULT false)
+function immich_search.search_ocr_tsquery_v3(tsquery,tsquery,uuid,integer,integer,boolean,uuid[])
+CREATE OR REPLACE FUNCTION immich_search.search_ocr_tsquery_v3(loose tsquery, strict tsquery, user_id uuid, k integer DEFAULT 10, "offset" integer DEFAULT 0, include_locked boolean DEFAULT false, only_assets uuid[] DEFAULT NULL::uuid[])
  RETURNS TABLE(asset_id uuid, original_file_name text, score real, snippet text)
  LANGUAGE plpgsql
  STABLE PARALLEL SAFE
@@ -1036,8 +1091,8 @@ BEGIN
   RETURN QUERY
     WITH page AS MATERIALIZED (
       SELECT c.asset_id, c.original_file_name, c.score, c.n
-      FROM immich_search.ocr_candidates_v2(loose, strict, user_id, greatest(k, 0) + greatest("offset", 0),
-                                           include_locked) WITH ORDINALITY AS c(asset_id, original_file_name, score, n)
+      FROM immich_search.ocr_candidates_v3(loose, strict, user_id, greatest(k, 0) + greatest("offset", 0),
+                                           include_locked, only_assets) WITH ORDINALITY AS c(asset_id, original_file_name, score, n)
       ORDER BY c.n OFFSET greatest("offset", 0)
     ), fuzzy AS MATERIALIZED (
       -- The fuzzy query again, once, only when the page holds a fuzzy hit (score < 0.5) to make a snippet of.
@@ -1052,30 +1107,36 @@ BEGIN
 END
 $function$
 
-function immich_search.search_ocr_v4(text,uuid,integer,integer,boolean)
-CREATE OR REPLACE FUNCTION immich_search.search_ocr_v4(query text, user_id uuid, k integer DEFAULT 10, "offset" integer DEFAULT 0, include_locked boolean DEFAULT false)
+function immich_search.search_ocr_v5(text,uuid,integer,integer,boolean)
+CREATE OR REPLACE FUNCTION immich_search.search_ocr_v5(query text, user_id uuid, k integer DEFAULT 10, "offset" integer DEFAULT 0, include_locked boolean DEFAULT false)
  RETURNS TABLE(asset_id uuid, original_file_name text, score real, snippet text)
  LANGUAGE plpgsql
  STABLE PARALLEL SAFE
 AS $function$
 DECLARE
-  loose_query tsquery := immich_search.ocr_tsquery_v4(query, false);
-  strict_query tsquery := immich_search.ocr_tsquery_v4(query, true);
+  terms record := immich_search.person_terms_v1(query);
+  only_assets uuid[] := immich_search.people_assets_v1(terms.names, NULL, user_id);
 BEGIN
-  RETURN QUERY SELECT * FROM immich_search.search_ocr_tsquery_v2(loose_query, strict_query, user_id, k, "offset",
-                                                                include_locked);
+  IF cardinality(terms.names) > 0 AND NOT terms.has_text THEN
+    RETURN QUERY SELECT p.asset_id, p.original_file_name, 1::real, ''::text
+      FROM immich_search.photos_with_people_v1(only_assets, user_id, k, "offset", include_locked) AS p;
+    RETURN;
+  END IF;
+  RETURN QUERY SELECT * FROM immich_search.search_ocr_tsquery_v3(
+    immich_search.ocr_tsquery_v4(terms.rest, false), immich_search.ocr_tsquery_v4(terms.rest, true), user_id, k,
+    "offset", include_locked, only_assets);
 END
 $function$
 
-function immich_search.search_text_tsquery_v1(tsquery,tsquery,uuid,integer,integer,boolean,boolean,boolean)
-CREATE OR REPLACE FUNCTION immich_search.search_text_tsquery_v1(loose tsquery, strict tsquery, user_id uuid, k integer DEFAULT 10, "offset" integer DEFAULT 0, include_locked boolean DEFAULT false, use_ocr boolean DEFAULT true, use_description boolean DEFAULT true)
+function immich_search.search_text_tsquery_v2(tsquery,tsquery,uuid,integer,integer,boolean,boolean,boolean,uuid[])
+CREATE OR REPLACE FUNCTION immich_search.search_text_tsquery_v2(loose tsquery, strict tsquery, user_id uuid, k integer DEFAULT 10, "offset" integer DEFAULT 0, include_locked boolean DEFAULT false, use_ocr boolean DEFAULT true, use_description boolean DEFAULT true, only_assets uuid[] DEFAULT NULL::uuid[])
  RETURNS TABLE(asset_id uuid, original_file_name text, score real, snippet text)
  LANGUAGE sql
  STABLE
 AS $function$
   WITH page AS MATERIALIZED (
-    SELECT c.* FROM immich_search.text_candidates_v1(loose, strict, user_id, greatest(k, 0) + greatest("offset", 0),
-                                                        include_locked, use_ocr, use_description)
+    SELECT c.* FROM immich_search.text_candidates_v2(loose, strict, user_id, greatest(k, 0) + greatest("offset", 0),
+                                                        include_locked, use_ocr, use_description, only_assets)
          WITH ORDINALITY AS c(asset_id, original_file_name, score, ocr_score, description_score, n)
     ORDER BY n OFFSET greatest("offset", 0)
   )
@@ -1090,34 +1151,43 @@ AS $function$
   ORDER BY p.n
 $function$
 
-function immich_search.search_v4(text,vector,uuid,integer,integer,boolean,text,real,real,integer)
-CREATE OR REPLACE FUNCTION immich_search.search_v4(query text, query_vector vector, user_id uuid, k integer DEFAULT 10, "offset" integer DEFAULT 0, include_locked boolean DEFAULT false, fusion text DEFAULT 'rrf'::text, ocr_weight real DEFAULT 1, clip_weight real DEFAULT 1, candidates integer DEFAULT 100)
+function immich_search.search_v5(text,vector,uuid,integer,integer,boolean,text,real,real,integer)
+CREATE OR REPLACE FUNCTION immich_search.search_v5(query text, query_vector vector, user_id uuid, k integer DEFAULT 10, "offset" integer DEFAULT 0, include_locked boolean DEFAULT false, fusion text DEFAULT 'rrf'::text, ocr_weight real DEFAULT 1, clip_weight real DEFAULT 1, candidates integer DEFAULT 100)
  RETURNS TABLE(asset_id uuid, original_file_name text, score real, snippet text, ocr_rank integer, clip_rank integer, ocr_score real, clip_score real)
  LANGUAGE plpgsql
 AS $function$
 DECLARE
-  mode text := immich_search.query_mode_v2(query);
-  body text := query;
+  terms record := immich_search.person_terms_v1(query);
+  only_assets uuid[] := immich_search.people_assets_v1(terms.names, NULL, user_id);
+  mode text := immich_search.query_mode_v2(terms.rest);
+  body text := terms.rest;
 BEGIN
-  IF mode = 'desc' THEN
+  IF cardinality(terms.names) > 0 AND NOT terms.has_text THEN
+    RETURN QUERY
+      SELECT p.asset_id, p.original_file_name, 1::real, ''::text, (p.n + greatest("offset", 0))::integer,
+             NULL::integer, NULL::real, NULL::real
+      FROM immich_search.photos_with_people_v1(only_assets, user_id, k, "offset", include_locked)
+           WITH ORDINALITY AS p(asset_id, original_file_name, taken_at, n)
+      ORDER BY p.n;
+  ELSIF mode = 'desc' THEN
     -- ocr_tsquery_v4 strips ocr: and clip: itself; desc: is stripped here.
-    body := regexp_replace(normalize(coalesce(query, ''), NFKC), '^[ \t\n\r\f\v]*desc[ \t\n\r\f\v]*:', '', 'i');
+    body := regexp_replace(body, '^[ \t\n\r\f\v]*desc[ \t\n\r\f\v]*:', '', 'i');
     RETURN QUERY
       SELECT t.asset_id, t.original_file_name, t.score, t.snippet,
              (t.n + greatest("offset", 0))::integer, NULL::integer, t.score, NULL::real
-      FROM immich_search.search_text_tsquery_v1(
+      FROM immich_search.search_text_tsquery_v2(
              immich_search.ocr_tsquery_v4(body, false), immich_search.ocr_tsquery_v4(body, true), user_id, k,
-             "offset", include_locked, false, true) WITH ORDINALITY AS t(asset_id, original_file_name, score, snippet, n)
+             "offset", include_locked, false, true, only_assets)
+           WITH ORDINALITY AS t(asset_id, original_file_name, score, snippet, n)
       ORDER BY t.n;
-  ELSIF mode = 'ocr' THEN
-    RETURN QUERY SELECT * FROM immich_search.search_hybrid_tsquery_v2(
-      immich_search.ocr_tsquery_v4(query, false), immich_search.ocr_tsquery_v4(query, true), NULL::vector,
-      user_id, k, "offset", include_locked, fusion, ocr_weight, clip_weight, candidates);
   ELSE
-    RETURN QUERY SELECT * FROM immich_search.search_hybrid_tsquery_v3(
-      CASE WHEN mode <> 'clip' THEN immich_search.ocr_tsquery_v4(query, false) END,
-      CASE WHEN mode <> 'clip' THEN immich_search.ocr_tsquery_v4(query, true) END,
-      query_vector, user_id, k, "offset", include_locked, fusion, ocr_weight, clip_weight, candidates);
+    -- `ocr:` ranks OCR text alone, without the vector; plain and `clip:` queries the hybrid ranking whose text
+    -- branch is OCR text and descriptions together (a NULL query_vector turns the vector branch off).
+    RETURN QUERY SELECT * FROM immich_search.search_hybrid_tsquery_v4(
+      CASE WHEN mode <> 'clip' THEN immich_search.ocr_tsquery_v4(body, false) END,
+      CASE WHEN mode <> 'clip' THEN immich_search.ocr_tsquery_v4(body, true) END,
+      CASE WHEN mode <> 'ocr' THEN query_vector END, user_id, k, "offset", include_locked, fusion, ocr_weight,
+      clip_weight, candidates, 60, mode <> 'ocr', only_assets);
   END IF;
 END
 $function$
@@ -1240,23 +1310,23 @@ BEGIN
 END
 $function$
 
-function immich_search.text_candidates_v1(tsquery,tsquery,uuid,integer,boolean,boolean,boolean)
-CREATE OR REPLACE FUNCTION immich_search.text_candidates_v1(loose tsquery, strict tsquery, user_id uuid, k integer DEFAULT 100, include_locked boolean DEFAULT false, use_ocr boolean DEFAULT true, use_description boolean DEFAULT true)
+function immich_search.text_candidates_v2(tsquery,tsquery,uuid,integer,boolean,boolean,boolean,uuid[])
+CREATE OR REPLACE FUNCTION immich_search.text_candidates_v2(loose tsquery, strict tsquery, user_id uuid, k integer DEFAULT 100, include_locked boolean DEFAULT false, use_ocr boolean DEFAULT true, use_description boolean DEFAULT true, only_assets uuid[] DEFAULT NULL::uuid[])
  RETURNS TABLE(asset_id uuid, original_file_name text, score real, ocr_score real, description_score real)
  LANGUAGE sql
  STABLE
 AS $function$
   WITH o AS MATERIALIZED (
-    SELECT c.* FROM immich_search.ocr_candidates_v2(loose, strict, user_id, k, include_locked)
+    SELECT c.* FROM immich_search.ocr_candidates_v3(loose, strict, user_id, k, include_locked, only_assets)
          WITH ORDINALITY AS c(asset_id, original_file_name, score, n)
     WHERE use_ocr
   ), d AS MATERIALIZED (
-    SELECT c.* FROM immich_search.description_candidates_v1(loose, strict, user_id, k, include_locked)
+    SELECT c.* FROM immich_search.description_candidates_v2(loose, strict, user_id, k, include_locked, only_assets)
          WITH ORDINALITY AS c(asset_id, original_file_name, score, n)
     WHERE use_description
   )
   -- Ties keep each source's own order (newest photo first), so with no description this is exactly
-  -- ocr_candidates_v2's ranking.
+  -- ocr_candidates_v3's ranking.
   SELECT coalesce(o.asset_id, d.asset_id), coalesce(o.original_file_name, d.original_file_name),
          greatest(o.score, d.score), o.score, d.score
   FROM o FULL JOIN d ON d.asset_id = o.asset_id
@@ -1402,7 +1472,7 @@ index CREATE UNIQUE INDEX sync_cursor_pkey ON immich_search.sync_cursor USING bt
 
 index CREATE UNIQUE INDEX worker_pkey ON immich_search.worker USING btree (id)
 
-revision 0009
+revision 0011
 
 table alembic_version (r)
 

@@ -1,6 +1,6 @@
 """Filtered vector search keeps its recall when the caller owns a small share of a large library.
 
-Many owners share one clip table; search_clip_v2 must return the caller's true nearest neighbours (an
+Many owners share one clip table; search_clip_v3 must return the caller's true nearest neighbours (an
 exact scan computed here with numpy), whether it answers with the exact scan (small visible sets) or
 the index (iterative scans on pgvector >= 0.8; exact fallback when the index returns too few rows).
 Immich's visibility rules hold in every path.
@@ -118,7 +118,7 @@ def search_clip(lib, query, user, k=K, exact_limit=10000, include_locked=False, 
     with psycopg.connect(lib["url"]) as conn:
         register_vector(conn)
         rows = conn.execute(
-            "SELECT asset_id FROM immich_search.search_clip_v2(%s, %s, %s, %s, %s, %s)",
+            "SELECT asset_id FROM immich_search.search_clip_v3(%s, %s, %s, %s, %s, %s)",
             (Vector(query), user, k, offset, include_locked, exact_limit),
         ).fetchall()
     return [str(r[0]) for r in rows]
@@ -174,7 +174,7 @@ def test_pages_follow_each_other(library):
 
 def test_null_vector_and_empty_requests_return_nothing(library):
     with psycopg.connect(library["url"]) as conn:
-        rows = conn.execute("SELECT * FROM immich_search.search_clip_v2(NULL, %s)", (library["small"],)).fetchall()
+        rows = conn.execute("SELECT * FROM immich_search.search_clip_v3(NULL, %s)", (library["small"],)).fetchall()
     assert rows == []
     assert search_clip(library, queries(1)[0], library["small"], k=0) == []
     assert search_clip(library, queries(1)[0], str(uuid.uuid4())) == [], "an unknown user sees nothing"
@@ -185,11 +185,11 @@ def test_exact_limit_setting_is_the_default_of_the_argument(library):
     query = Vector(queries(1)[0])
     with psycopg.connect(library["url"]) as conn:
         register_vector(conn)
-        sql = "SELECT asset_id FROM immich_search.search_clip_v2(%s, %s, 10)"
+        sql = "SELECT asset_id FROM immich_search.search_clip_v3(%s, %s, 10)"
         default = conn.execute(sql, (query, library["small"])).fetchall()
         conn.execute("SET immich_search.exact_limit = 0")
         via_index = conn.execute(sql, (query, library["small"])).fetchall()
         explicit = conn.execute(
-            "SELECT asset_id FROM immich_search.search_clip_v2(%s, %s, 10, 0, false, 0)", (query, library["small"])
+            "SELECT asset_id FROM immich_search.search_clip_v3(%s, %s, 10, 0, false, 0)", (query, library["small"])
         ).fetchall()
     assert len(default) == len(via_index) == K and via_index == explicit

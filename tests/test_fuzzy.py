@@ -195,17 +195,17 @@ def test_tsqueries_are_built_once_per_call_under_a_generic_plan(library):
         calls = dict(
             conn.execute(
                 "SELECT funcname, calls FROM pg_stat_xact_user_functions WHERE schemaname = 'immich_search' "
-                "AND funcname IN ('ocr_tsquery_v4', 'fuzzy_tsquery_v2', 'search_ocr_tsquery_v2')"
+                "AND funcname IN ('ocr_tsquery_v4', 'fuzzy_tsquery_v2', 'search_ocr_tsquery_v3')"
             ).fetchall()
         )
     # Per call: the loose and strict queries once each; the fuzzy query once for the candidates and once
     # more for the snippets of the page's fuzzy hits (never per row).
-    assert calls == {"ocr_tsquery_v4": 12, "fuzzy_tsquery_v2": 12, "search_ocr_tsquery_v2": 6}
+    assert calls == {"ocr_tsquery_v4": 12, "fuzzy_tsquery_v2": 12, "search_ocr_tsquery_v3": 6}
 
 
 def test_stable_names_point_at_the_newest_versions(library):
     with psycopg.connect(library["url"]) as conn:
-        for name, newest in (("search_ocr", "_v4("), ("search_ocr_tsquery", "_v2("), ("ocr_tsquery", "_v4(")):
+        for name, newest in (("search_ocr", "_v5("), ("search_ocr_tsquery", "_v3("), ("ocr_tsquery", "_v5(")):
             body = conn.execute(
                 "SELECT pg_get_functiondef(p.oid) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
                 "WHERE n.nspname = 'immich_search' AND p.proname = %s",

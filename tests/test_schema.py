@@ -65,10 +65,27 @@ def test_versioned_functions_call_only_versioned_functions(db):
     # search_ocr_v4, search_v4.
     superseded = {"search_v2", "search_ocr_v3", "ocr_tsquery_v3", "ocr_tsquery_v2", "term_tsquery_v2"}
     assert not (superseded | {"search_v3", "query_mode_v1", "requeue_v1"}) & names
+    # And those 0011 dropped: the stable names and runtime queries moved to the versions taking a people filter.
+    replaced_by_0011 = {
+        "search_v4",
+        "search_ocr_v4",
+        "search_hybrid_tsquery_v2",
+        "search_hybrid_tsquery_v3",
+        "search_text_tsquery_v1",
+        "search_ocr_tsquery_v2",
+        "text_candidates_v1",
+        "description_candidates_v1",
+        "ocr_candidates_v2",
+        "search_clip_v2",
+    }
+    assert not replaced_by_0011 & names
     assert {
         "ocr_tsquery_v4",
-        "search_ocr_v4",
-        "search_v4",
+        "ocr_tsquery_v5",
+        "search_ocr_v5",
+        "search_v5",
+        "person_terms_v1",
+        "people_assets_v1",
         "query_mode_v2",
         "term_tsquery_v3",
         "cjk_words_v3",

@@ -409,8 +409,7 @@ async def test_with_exif(library, fake):
     assert_contract(without.json())
 
 
-PASSED_THROUGH = [
-    {"personIds": [str(uuid.uuid4())]},
+PASSED_THROUGH = [  # personIds is honoured (tests/test_person_search.py)
     {"albumIds": [str(uuid.uuid4())]},
     {"tagIds": None},
     {"tagIds": [str(uuid.uuid4())]},

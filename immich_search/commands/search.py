@@ -103,7 +103,9 @@ def search(
     QUERY uses the search-bar language: `ocr:发票` (text only), `clip:一只猫` (CLIP only), a plain
     query ranks by both (needs a cn-clip model, else text only); quotes make phrases, `-word` excludes
     (a query may start with it: `search '-发票 收据'`; `search -- QUERY` for one that looks like an
-    option). Only the first 256 characters of a query are searched.
+    option). `person:张三` or `person:"Anna Li"` anywhere keeps only photos showing that person (several:
+    all of them); alone it lists the person's photos, newest first. Only the first 256 characters of a
+    query are searched.
 
     \b
     Examples:
@@ -114,9 +116,12 @@ def search(
       immich-search search '生日蛋糕' --fusion convex --ocr-weight 0.6 --clip-weight 0.4
       immich-search search 'ocr:-发票 收据'
       immich-search search 'desc:风筝 海边'   # descriptions written by a vision model (sync --describe-host)
+      immich-search search 'ocr:发票 person:张三'   # 张三's photos with 发票 in them
+      immich-search search 'person:"Anna Li" person:张三'   # photos of both, newest first
     """
     from immich_search.db import open_pool
     from immich_search.ranking.hybrid_search import search_query
+    from immich_search.ranking.people_filter import unknown_people
     from immich_search.ranking.query_language import MAX_QUERY_CHARS, Mode, parse
 
     if ocr_weight + clip_weight == 0:
@@ -128,12 +133,25 @@ def search(
             f"[yellow]the query is longer than {MAX_QUERY_CHARS} characters: only its beginning is searched[/yellow]"
         )
     chosen = Mode(mode) if mode else parsed.mode
+    listing = bool(parsed.people) and not parsed.has_text  # person:张三 alone: no ranking, no model
     with open_pool(url) as pool:
         with pool.connection() as conn:
             require_migrated(conn)  # on the pool's connection: a search opens no other
+        if parsed.people:
+            user_id, _ = resolve_user(pool, who)
+            unknown = unknown_people(pool, parsed.people, user_id)
+            if unknown:
+                # Nothing can match: say why rather than print an empty list.
+                named = ", ".join(unknown)
+                err_console.print(
+                    f"[yellow]no person named {named} among this user's people: `immich-search people PHOTO` "
+                    "shows who is in a photo, and Immich's People page lists and names people[/yellow]"
+                )
+                _print([], as_json)
+                return
         # The model after the database: an unreachable database is the one line a user sees.
         model = None
-        if chosen not in (Mode.OCR, Mode.DESC):
+        if chosen not in (Mode.OCR, Mode.DESC) and not listing:
             model, why_not = load_clip_model(True if chosen is Mode.CLIP else clip, clip_model_dir, clip_arch, "text")
             if why_not:
                 err_console.print(f"[yellow]{why_not}[/yellow]\n[yellow]ranking by OCR text only.[/yellow]")
@@ -152,6 +170,11 @@ def search(
             ocr_weight=ocr_weight,
             clip_weight=clip_weight,
         )
+    _print(hits, as_json)
+
+
+def _print(hits: list, as_json: bool) -> None:
+    """Print the hits: a JSON array, or the table."""
     if as_json:
         click.echo(json.dumps([hit.as_json() for hit in hits], ensure_ascii=False, indent=2))
         return

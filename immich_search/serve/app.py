@@ -70,8 +70,11 @@ class Searcher(Protocol):
     It must apply Immich's visibility rules itself and never return a locked asset.
     """
 
-    def __call__(self, text: str, user_id: str, *, limit: int, offset: int) -> Sequence[Any]:
-        """Return up to ``limit`` hits from rank ``offset`` (0-based) on."""
+    def __call__(
+        self, text: str, user_id: str, *, limit: int, offset: int, person_ids: Sequence[str] = ()
+    ) -> Sequence[Any]:
+        """Return up to ``limit`` hits from rank ``offset`` (0-based) on; with ``person_ids`` (Immich's
+        ``personIds``, given only when the request has them) only photos showing every one of them."""
 
 
 class PageSource(Protocol):
@@ -377,7 +380,7 @@ class SearchService:
         asset_filter = smart_search.AssetFilter.from_body(plan.body)
         state = None
         if asset_filter:
-            key = "\x00".join((user_id, plan.kind, plan.query, asset_filter.key))
+            key = "\x00".join((user_id, plan.kind, plan.query, asset_filter.key, *sorted(_person_ids(plan.body))))
             state = self.scans.state(key, fresh=page == 1)
 
         async def rank(limit: int, offset: int) -> list[str]:
@@ -402,7 +405,10 @@ class SearchService:
 
     async def _rank(self, plan: _Plan, user_id: str, limit: int, offset: int) -> list[str]:
         try:
-            hits = await run_in_threadpool(plan.searcher, plan.query, user_id, limit=limit, offset=offset)
+            # Immich's personIds, applied in the ranking; only passed when given, so that a searcher without
+            # the keyword still answers every other search.
+            people = {"person_ids": _person_ids(plan.body)} if plan.body.get("personIds") else {}
+            hits = await run_in_threadpool(plan.searcher, plan.query, user_id, limit=limit, offset=offset, **people)
             if inspect.isawaitable(hits):
                 hits = await hits
         except Exception as exc:
@@ -458,6 +464,12 @@ class SearchService:
 
 
 _NOT_LOGGED = object()
+
+
+def _person_ids(body: dict) -> list[str]:
+    """Immich's ``personIds`` of a (validated) search body, lower case, as sent (duplicates kept: Immich counts
+    them); ``[]`` when absent."""
+    return [str(person).lower() for person in body.get("personIds") or ()]
 
 
 def _remaining(deadline: float) -> float:

@@ -12,7 +12,7 @@ field by field; with any other version serve fetches each item from Immich inste
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -149,15 +149,19 @@ class PageRequest:
     filters: Mapping[str, Any]
     scan: int = 5000
 
-    def params(self, loose: str | None, strict: str | None, ids: list[str] | None = None) -> dict[str, Any]:
+    def params(
+        self, loose: str | None, strict: str | None, ids: list[str] | None = None, people: Sequence[str] = ()
+    ) -> dict[str, Any]:
         """Return the parameters of ``serve_ocr_page`` for the tsqueries ``loose`` and ``strict`` (or, with
-        ``ids``, for those assets in that order instead of a ranking)."""
+        ``ids``, for those assets in that order instead of a ranking) and the query's ``person:`` names
+        ``people`` (with ``loose`` None: those people's photos, newest first)."""
         offset = (self.page - 1) * self.size
         filtered = bool(self.filters)
         wanted = offset + self.size + 1
         f = self.filters
         params: dict[str, Any] = {
             "ids": ids,
+            "people": list(people),
             "loose": loose,
             "strict": strict,
             "user_id": self.user_id,
@@ -257,7 +261,8 @@ def ocr_page(
 
     Args:
         pool: a psycopg ``ConnectionPool`` on Immich's database (migrated).
-        text: the query in the search-bar language (``ocr:`` prefix optional).
+        text: the query in the search-bar language (``ocr:`` prefix optional; ``person:`` terms keep only
+            photos showing every person named, in the ranking, as the request's ``personIds`` do).
         request: the page, the caller and the filters.
         credential: checked first (:func:`check_credential`) on the same connection.
 
@@ -273,13 +278,17 @@ def ocr_page(
     from immich_search.ranking.query_language import Mode, parse
     from immich_search.sqlfiles import query
 
-    built = build_ocr_query(parse(text, default_mode=Mode.OCR), _segmenter())
+    parsed = parse(text, default_mode=Mode.OCR)
+    built = build_ocr_query(parsed, _segmenter())
+    # person: terms alone (or with Immich's personIds only) list those people's photos, newest first.
+    listing = bool(parsed.people or request.filters.get("personIds")) and not parsed.has_text
     with pool.connection() as conn:
         check_credential(conn, credential, request.user_id)
-        if built.loose is None:
+        if built.loose is None and not listing:
             return [], False
         # No server-side prepared statement: each query's text and filters differ (see search_ocr).
-        rows = conn.execute(query("serve_ocr_page"), request.params(built.loose, built.strict), prepare=False)
+        params = request.params(built.loose, built.strict, people=parsed.people)
+        rows = conn.execute(query("serve_ocr_page"), params, prepare=False)
         rows = rows.fetchall()
     items = [item_from_row(name, item, exif, request.with_exif) for name, item, exif in rows[: request.size]]
     return items, len(rows) > request.size

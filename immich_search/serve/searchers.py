@@ -39,11 +39,14 @@ def with_statement_timeout(database_url: str, seconds: float) -> str:
 
 
 def ocr_searcher(pool) -> Callable[..., Sequence[Any]]:
-    """Return a searcher for ``ocr:`` queries over ``pool`` (a psycopg ``ConnectionPool`` on a migrated DB)."""
+    """Return a searcher for ``ocr:`` queries over ``pool`` (a psycopg ``ConnectionPool`` on a migrated DB).
+
+    ``person_ids`` (Immich's ``personIds``) keeps only photos showing every person given, in the ranking.
+    """
     from immich_search.ranking.ocr_search import search_ocr
 
-    def search(text: str, user_id: str, *, limit: int, offset: int):
-        return search_ocr(pool, text, user_id, limit=limit, offset=offset, include_locked=False)
+    def search(text: str, user_id: str, *, limit: int, offset: int, person_ids: Sequence[str] = ()):
+        return search_ocr(pool, text, user_id, limit=limit, offset=offset, include_locked=False, person_ids=person_ids)
 
     return search
 
@@ -52,20 +55,40 @@ def desc_searcher(pool) -> Callable[..., Sequence[Any]]:
     """Return a searcher for ``desc:`` queries over ``pool``: the descriptions a vision model wrote
     (``immich-search sync --describe-host``), ranked by
     :func:`immich_search.ranking.ocr_search.search_text` without the OCR text. Immich knows no ``desc:``, so
-    serve answers these itself whether or not plain queries pass through."""
+    serve answers these itself whether or not plain queries pass through. ``person_ids`` (Immich's
+    ``personIds``) keeps only photos showing every person given, in the ranking."""
     from immich_search.ranking.ocr_search import search_text
 
-    def search(text: str, user_id: str, *, limit: int, offset: int):
-        return search_text(pool, text, user_id, limit=limit, offset=offset, include_locked=False, use_ocr=False)
+    def search(text: str, user_id: str, *, limit: int, offset: int, person_ids: Sequence[str] = ()):
+        return search_text(
+            pool,
+            text,
+            user_id,
+            limit=limit,
+            offset=offset,
+            include_locked=False,
+            use_ocr=False,
+            person_ids=person_ids,
+        )
 
     return search
 
 
 def hybrid_searcher(pool, search_function: Callable[..., Sequence[Any]], encoder=None) -> Callable[..., Sequence[Any]]:
-    """Return a searcher calling ``search_function`` (``hybrid_search.search_query``'s signature) with ``encoder``."""
+    """Return a searcher calling ``search_function`` (``hybrid_search.search_query``'s signature) with ``encoder``;
+    ``person_ids`` (Immich's ``personIds``) is handed on."""
 
-    def search(text: str, user_id: str, *, limit: int, offset: int):
-        return search_function(pool, text, user_id, limit=limit, offset=offset, include_locked=False, encoder=encoder)
+    def search(text: str, user_id: str, *, limit: int, offset: int, person_ids: Sequence[str] = ()):
+        return search_function(
+            pool,
+            text,
+            user_id,
+            limit=limit,
+            offset=offset,
+            include_locked=False,
+            encoder=encoder,
+            person_ids=person_ids,
+        )
 
     return search
 

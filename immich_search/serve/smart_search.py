@@ -11,8 +11,9 @@ Filters serve applies itself, checked on each hit's ``AssetResponseDto`` with Im
 ``isFavorite``, ``isOffline``, ``isMotion``, ``type``, ``libraryId``, ``takenAfter``/``takenBefore``
 (``fileCreatedAt``), ``createdAfter``/``createdBefore``, ``updatedAfter``/``updatedBefore``, ``city``,
 ``state``, ``country``, ``make``, ``model``, ``lensModel`` and ``rating`` (``null`` meaning "not set"), and
-``withExif`` (without it the items carry no ``exifInfo``, as in Immich). ``language`` is ignored. A request
-with any other filter (:data:`PASSED_THROUGH_FILTERS`) is Immich's to answer.
+``withExif`` (without it the items carry no ``exifInfo``, as in Immich). ``personIds`` is applied by the
+searcher itself, in the ranking (every person given has a visible face on the photo, Immich's ``hasPeople``).
+``language`` is ignored. A request with any other filter (:data:`PASSED_THROUGH_FILTERS`) is Immich's to answer.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from immich_search.ranking.query_language import mode_prefix
+from immich_search.ranking.query_language import Mode, mode_prefix, parse
 from immich_search.serve.errors import BadRequest
 
 DEFAULT_PAGE_SIZE = 100
@@ -109,7 +110,6 @@ RULES: dict[str, _Rule] = {
 """``SmartSearchDto``'s fields and their rules (Immich's zod schema; unknown fields are ignored, as zod does)."""
 
 PASSED_THROUGH_FILTERS = (
-    "personIds",
     "albumIds",
     "tagIds",
     "isNotInAlbum",
@@ -237,9 +237,16 @@ def validate(body: Mapping[str, Any]) -> None:
 
 
 def query_mode(query: str) -> str:
-    """Return ``"ocr"``, ``"clip"`` or ``"plain"``: the mode prefix of a (trimmed) search-bar query."""
-    mode, _ = mode_prefix(query[:64])
-    return mode.value if mode else "plain"
+    """Return ``"ocr"``, ``"clip"``, ``"desc"`` or ``"plain"``: the mode of a (trimmed) search-bar query.
+
+    The mode prefix is read after the ``person:`` terms are taken out (``person:张三 ocr:发票`` is ``ocr``), as
+    the query language reads it. ``person:`` terms alone (``person:张三``) are ``"ocr"``: the person's photos
+    are listed from the database, as the OCR searcher and page do.
+    """
+    parsed = parse(query)
+    if parsed.people and not parsed.has_text:
+        return "ocr"
+    return parsed.mode.value if parsed.mode is not Mode.HYBRID else "plain"
 
 
 def strip_mode_prefix(query: str) -> str:
@@ -253,7 +260,7 @@ def passed_through_filters(body: Mapping[str, Any]) -> list[str]:
     Empty lists, ``false`` for ``isNotInAlbum``/``withDeleted`` and an empty ``ocr`` are no filter (as in
     Immich); ``tagIds: null`` is one (assets without tags).
     """
-    found = [name for name in ("personIds", "albumIds") if body.get(name)]
+    found = ["albumIds"] if body.get("albumIds") else []
     if "tagIds" in body and body["tagIds"] != []:
         found.append("tagIds")
     found += [name for name in ("isNotInAlbum", "withDeleted") if body.get(name) is True]

@@ -7,16 +7,28 @@
 -- stack, people [], dates as Date.toISOString() (milliseconds, UTC), checksum and thumbhash in base64,
 -- isFavorite only for the owner. exif is mapExif(to_json(asset_exif)) (dates as PostgreSQL writes them
 -- in JSON, as in Immich's own answer); originalMimeType is added in Python (Immich's mime table).
--- Rank order comes from immich_search.ocr_candidates (which already applies Immich's visibility rules
--- for the caller); the request's filters are applied here, as searchAssetBuilderLegacy applies them.
+-- Rank order comes from immich_search.ocr_candidates_v3 (which already applies Immich's visibility rules
+-- for the caller) among the photos of the query's person: terms and the request's personIds
+-- (people_assets_v1, revision 0011: in the ranking, so a page is never cut short by them); person terms
+-- alone (no tsquery) list those photos newest first (photos_with_people_v1). The request's other filters
+-- are applied here, as searchAssetBuilderLegacy applies them.
 -- A NULL parameter is "no filter"; the *_set flags tell "filter on NULL" (city: null) from "no filter".
 -- With %(ids)s given instead of tsqueries, the rows are those assets, in that order (the same items for
 -- any asset, which the parity test compares with Immich's own answer for every asset).
-WITH ranked AS (
+WITH people AS MATERIALIZED (
+  SELECT immich_search.people_assets_v1(%(people)s::text[], %(person_ids)s::uuid[], %(user_id)s::uuid) AS only
+),
+ranked AS (
   SELECT c.asset_id, c.ord
-  FROM immich_search.ocr_candidates(%(loose)s::tsquery, %(strict)s::tsquery, %(user_id)s::uuid, %(k)s, false)
+  FROM people CROSS JOIN LATERAL immich_search.ocr_candidates_v3(
+         %(loose)s::tsquery, %(strict)s::tsquery, %(user_id)s::uuid, %(k)s, false, people.only)
        WITH ORDINALITY AS c(asset_id, original_file_name, score, ord)
-  WHERE %(ids)s::uuid[] IS NULL
+  WHERE %(ids)s::uuid[] IS NULL AND %(loose)s::tsquery IS NOT NULL
+  UNION ALL
+  SELECT p.asset_id, p.ord
+  FROM people CROSS JOIN LATERAL immich_search.photos_with_people_v1(people.only, %(user_id)s::uuid, %(k)s, 0, false)
+       WITH ORDINALITY AS p(asset_id, original_file_name, taken_at, ord)
+  WHERE %(ids)s::uuid[] IS NULL AND %(loose)s::tsquery IS NULL
   UNION ALL
   SELECT i.asset_id, i.ord FROM unnest(%(ids)s::uuid[]) WITH ORDINALITY AS i(asset_id, ord)
 ),
