@@ -118,8 +118,20 @@ DEPENDS_ON: dict[str, tuple[str, ...]] = {
     "album_asset": ("albumId", "assetId", "createdAt"),
     "album_user": ("albumId", "userId", "role"),
     # people: read by later work (person filters)
-    "person": ("id", "ownerId", "name", "isHidden", "faceAssetId"),
-    "asset_face": ("id", "assetId", "personId", "deletedAt", "isVisible"),
+    "person": ("id", "ownerId", "name", "isHidden", "faceAssetId", "birthDate"),
+    "asset_face": (
+        "id",
+        "assetId",
+        "personId",
+        "deletedAt",
+        "isVisible",
+        "imageWidth",
+        "imageHeight",
+        "boundingBoxX1",
+        "boundingBoxY1",
+        "boundingBoxX2",
+        "boundingBoxY2",
+    ),
     "face_search": ("faceId", "embedding"),
     # serve: the caller's credential checked in the page's round trip, tag filters (sql/queries/serve.sql)
     "session": ("id", "token", "userId", "expiresAt"),
