@@ -4,6 +4,12 @@ The preview the pipeline decoded once for every task is re-encoded as a JPEG (at
 :data:`MAX_SIDE` pixels on its long side: vision models resize to about that anyway, and a smaller request
 travels faster) and sent to the hosts of a :class:`~immich_search.sync.vision.VisionClient`, the images of a
 batch concurrently. Descriptions are folded and tokenised like OCR text, so they are searched the same way.
+
+With a writer (``--write-immich missing|all``, :mod:`immich_search.sync.immich_write`) each new description
+is also written into Immich's own description field, with the owner's API key, before the batch is stored.
+When that fails the description is stored all the same and the job fails with the reason
+(:class:`~immich_search.sync.errors.PartlyDoneError`), retryable where it can succeed later; the retried job
+finds the stored description (:meth:`DescribeTask.resolve`) and only writes it into Immich.
 """
 
 from __future__ import annotations
@@ -17,7 +23,8 @@ from PIL import Image
 from psycopg_pool import ConnectionPool
 
 from immich_search.sqlfiles import query
-from immich_search.sync.errors import JobError, PermanentJobError
+from immich_search.sync.errors import JobError, PartlyDoneError, PermanentJobError
+from immich_search.sync.immich_write import ImmichDescriptionWriter, WriteItem, WriteResult
 from immich_search.sync.vision import Description, VisionClient, VisionConfig, describe_many
 from immich_search.tokens import TOKENIZER_VERSION, document_tokens, tsvector_literal
 
@@ -58,26 +65,57 @@ def description_row(asset_id: str, description: Description, model: str) -> dict
 
 
 class DescribeTask:
-    """Describe each preview with a vision LLM.
+    """Describe each preview with a vision LLM, and optionally write the description into Immich.
 
     Args:
         config: the vision hosts and model (see :class:`VisionConfig`).
         client: a client to use instead of one built from ``config`` (tests, benchmarks).
+        writer: writes descriptions into Immich (``--write-immich missing|all``); ``None``: never.
+
+    Rows given to :meth:`write` hold the ``upsert_description`` parameters (absent for a description
+    already stored) and, with a writer, ``immich``: a :class:`WriteResult`, or the error message of a
+    failed write under ``immich_error``.
     """
 
     name = "describe"
 
-    def __init__(self, config: VisionConfig, client: VisionClient | None = None) -> None:
+    def __init__(
+        self, config: VisionConfig, client: VisionClient | None = None, writer: ImmichDescriptionWriter | None = None
+    ) -> None:
         self.config = config
         self.client = client or VisionClient(config)
+        self.writer = writer
+        self._pool: ConnectionPool | None = None
 
     def prepare(self, pool: ConnectionPool) -> None:
         """Record the model (setting ``describe_model``): ``requeue`` then includes this task by default."""
+        self._pool = pool
         with pool.connection() as conn:
             conn.execute(query("set_describe_model"), {"model": self.config.model})
 
+    def resolve(self, conn: psycopg.Connection, asset_ids: Sequence[str]) -> dict[str, dict | JobError]:
+        """Write the stored descriptions whose last write into Immich failed (no image, no model needed).
+
+        Returns:
+            ``{asset id: row or JobError}`` for those assets only; empty without a writer.
+        """
+        if self.writer is None:
+            return {}
+        rows = conn.execute(
+            query("pending_immich_writes"), {"asset_ids": list(asset_ids), "model": self.config.model}
+        ).fetchall()
+        conn.commit()  # no transaction stays open while Immich answers
+        items = [
+            WriteItem(str(asset_id), str(owner) if owner else None, text, ours) for asset_id, text, owner, ours in rows
+        ]
+        return {
+            item.asset_id: self._outcome(item.asset_id, None, result)
+            for item, result in zip(items, self.writer.write_many(items), strict=True)
+        }
+
     def run(self, asset_ids: Sequence[str], images: Sequence[Image.Image]) -> list[dict | JobError]:
-        """Describe the images concurrently; a failure becomes that asset's job error.
+        """Describe the images concurrently (then write them into Immich); a failure becomes that asset's
+        job error.
 
         A :class:`~immich_search.sync.vision.HostsDownError` (every host away) is returned as is: the
         pipeline defers its job without counting an attempt.
@@ -98,8 +136,58 @@ class DescribeTask:
                 results[index] = PermanentJobError(f"describe failed: {type(outcome).__name__}: {outcome}")
             else:
                 results[index] = description_row(asset_ids[index], outcome, self.config.model)
+        if self.writer is not None:
+            self._write_into_immich(results)
         return [r for r in results if r is not None]
 
+    def _write_into_immich(self, results: list[dict | JobError | None]) -> None:
+        """Replace each new description's row by its outcome in Immich (in place)."""
+        described = [(index, row) for index, row in enumerate(results) if isinstance(row, dict)]
+        if not described or self.writer is None or self._pool is None:
+            return
+        with self._pool.connection() as conn:
+            known = {
+                str(asset_id): (str(owner) if owner else None, ours)
+                for asset_id, owner, ours in conn.execute(
+                    query("immich_write_inputs"), {"asset_ids": [row["asset_id"] for _, row in described]}
+                ).fetchall()
+            }
+        items = []
+        for _, row in described:
+            owner, ours = known.get(row["asset_id"], (None, None))
+            items.append(WriteItem(row["asset_id"], owner, row["text"], ours))
+        for (index, row), result in zip(described, self.writer.write_many(items), strict=True):
+            results[index] = self._outcome(row["asset_id"], row, result)
+
+    @staticmethod
+    def _outcome(asset_id: str, row: dict | None, result: WriteResult | JobError) -> dict | JobError:
+        """The row for :meth:`write`: the description (``row``, ``None`` when stored already) and what
+        Immich did; a failed write is a :class:`PartlyDoneError` carrying that row."""
+        done = dict(row or {"asset_id": asset_id})
+        if isinstance(result, JobError):
+            done["immich_error"] = str(result)
+            return PartlyDoneError(result, done) if row is not None else result
+        done["immich"] = result
+        if result.action == "kept":
+            log.info("asset %s: Immich's description is a person's; --write-immich missing keeps it", asset_id)
+        return done
+
     def write(self, conn: psycopg.Connection, row: dict) -> None:
-        """Upsert the asset's description."""
-        conn.execute(query("upsert_description"), row)
+        """Upsert the asset's description and the record of what was written into Immich."""
+        if "text" in row:
+            conn.execute(query("upsert_description"), row)
+        result = row.get("immich")
+        if isinstance(result, WriteResult):
+            conn.execute(
+                query("record_immich_write"),
+                {
+                    "asset_id": row["asset_id"],
+                    "written": result.action != "kept",
+                    "text": result.text,
+                    "owner_id": result.owner_id,
+                },
+            )
+        elif "immich_error" in row:
+            conn.execute(
+                query("record_immich_write_failed"), {"asset_id": row["asset_id"], "error": row["immich_error"][:2000]}
+            )

@@ -68,6 +68,7 @@ def reprocess(
     clip_arch: str | None,
     want_describe: bool = False,
     describe=None,
+    write_immich: str = "none",
 ) -> None:
     """Regenerate the data of some photos now, as "regenerate OCR / CLIP" in a photo's menu.
 
@@ -83,7 +84,7 @@ def reprocess(
       immich-search reprocess 6f1c2a43-3b5e-4a8e-9a0c-2d4f5e6a7b8c --clip --clip-model-dir /models
       immich-search reprocess 6f1c2a43-3b5e-4a8e-9a0c-2d4f5e6a7b8c --queue-only
       immich-search reprocess 6f1c2a43-3b5e-4a8e-9a0c-2d4f5e6a7b8c --describe --describe-host http://gpu:11434 \
-          --describe-model qwen2.5vl:3b
+          --describe-model qwen2.5vl:3b --write-immich missing
     """
     from immich_search.db import open_pool
     from immich_search.sqlfiles import query
@@ -132,6 +133,7 @@ def reprocess(
             clip_arch=clip_arch,
             outage_timeout_s=60.0,
             describe=describe if want_describe else None,
+            write_immich=write_immich,
         )
         built, why_not = build_tasks(spec)
         if want_clip and not any(task.name == "clip" for task in built):

@@ -76,6 +76,7 @@ def sync(
     clip_model_dir: Path | None,
     clip_arch: str | None,
     describe=None,
+    write_immich: str = "none",
 ) -> None:
     """Index new and changed photos: OCR text, with a cn-clip model image vectors, with a vision LLM
     (--describe-host) descriptions, for search.
@@ -98,9 +99,11 @@ def sync(
       IMMICH_URL=http://immich:2283 IMMICH_API_KEY=key1,key2 immich-search sync --source api --watch
       immich-search sync --ocr-source immich   # index what Immich's own OCR found, in minutes
       immich-search sync --describe-host http://gpu:11434 --describe-model qwen2.5vl:3b --max-concurrent 4
+      immich-search sync --describe-host http://gpu:11434 --describe-model qwen2.5vl:3b --write-immich missing
     """
     from immich_search.db import connect
     from immich_search.sync.api_source import split_api_keys
+    from immich_search.sync.immich_write import build_writer
     from immich_search.sync.status import describe_later, later_jobs
     from immich_search.sync.workers import WorkerSpec, build_source, run_sync, task_names
 
@@ -117,8 +120,12 @@ def sync(
         clip_arch=clip_arch,
         batch_size=batch_size,
         describe=describe,
+        write_immich=write_immich,
     )
     source = build_source(spec)  # a wrong media root, URL or missing key is reported before anything else
+    writer = build_writer(write_immich, spec.immich_url, spec.api_keys)  # the same for --write-immich
+    if writer is not None:
+        writer.close()  # each worker builds its own
     url = settings.resolve_url()
     require_migrated(url)
     # After the database check (an unreachable database is the one line to read), before any job is queued.
@@ -134,7 +141,11 @@ def sync(
     elif model is None:
         spec = replace(spec, clip=False)
     spec = replace(spec, database_url=url)
-    label = " + ".join(["OCR"] + (["CLIP"] if spec.clip is not False else []) + (["describe"] if describe else []))
+    label = " + ".join(
+        ["OCR"]
+        + (["CLIP"] if spec.clip is not False else [])
+        + ([f"describe (into Immich: {write_immich})" if write_immich != "none" else "describe"] if describe else [])
+    )
 
     def print_report(report) -> None:
         if not (report.queued or report.done or report.failed or not watch):

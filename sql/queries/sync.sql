@@ -297,3 +297,49 @@ SET state = 'pending', attempts = greatest(attempts - 1, 0),
     run_after = now() + make_interval(secs => %(retry_in_s)s::float8),
     last_error = %(error)s, lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
 WHERE asset_id = %(asset_id)s AND task = %(task)s AND lease_owner = %(owner)s
+
+-- ---------------------------------------------------------------------------------------------------------
+-- Descriptions written into Immich through its API (revision 0010, `sync --write-immich`).
+
+-- name: immich_write_inputs
+-- Per asset: its owner (whose API key may change its description) and the text we wrote last time.
+SELECT a.id AS asset_id, a."ownerId" AS owner_id, r.written_text
+FROM public.asset a
+LEFT JOIN immich_search.immich_description r ON r.asset_id = a.id
+WHERE a.id = ANY(%(asset_ids)s::uuid[])
+
+-- name: pending_immich_writes
+-- Stored descriptions still to be written into Immich (the last try failed) that were made by %(model)s
+-- from the preview the describe job is for now: a retried job writes them without asking the model again.
+SELECT r.asset_id, d.text, a."ownerId" AS owner_id, r.written_text
+FROM immich_search.immich_description r
+JOIN immich_search.description d ON d.asset_id = r.asset_id
+JOIN immich_search.job j ON j.asset_id = r.asset_id AND j.task = 'describe'
+JOIN public.asset a ON a.id = r.asset_id
+WHERE r.asset_id = ANY(%(asset_ids)s::uuid[]) AND d.model = %(model)s
+  AND r.pending_preview_update_id IS NOT NULL AND r.pending_preview_update_id = j.preview_update_id
+
+-- name: record_immich_write
+-- What happened in Immich: %(written)s true stores the text we wrote (or that Immich already had), false
+-- (a person's text kept) leaves written_text as it was; the pending write, if any, is done.
+INSERT INTO immich_search.immich_description AS r
+  (asset_id, written_text, written_sha256, written_at, written_by, last_attempt_at)
+VALUES (%(asset_id)s, CASE WHEN %(written)s THEN %(text)s END,
+        CASE WHEN %(written)s THEN sha256(convert_to(%(text)s, 'UTF8')) END, CASE WHEN %(written)s THEN now() END,
+        CASE WHEN %(written)s THEN %(owner_id)s::uuid END, now())
+ON CONFLICT (asset_id) DO UPDATE
+SET written_text = CASE WHEN %(written)s THEN excluded.written_text ELSE r.written_text END,
+    written_sha256 = CASE WHEN %(written)s THEN excluded.written_sha256 ELSE r.written_sha256 END,
+    written_at = CASE WHEN %(written)s THEN excluded.written_at ELSE r.written_at END,
+    written_by = CASE WHEN %(written)s THEN excluded.written_by ELSE r.written_by END,
+    pending_preview_update_id = NULL, last_error = NULL, last_attempt_at = excluded.last_attempt_at
+
+-- name: record_immich_write_failed
+-- The description is stored but could not be written into Immich: remember it for the retried job.
+INSERT INTO immich_search.immich_description AS r (asset_id, pending_preview_update_id, last_error, last_attempt_at)
+VALUES (%(asset_id)s,
+        (SELECT j.preview_update_id FROM immich_search.job j WHERE j.asset_id = %(asset_id)s AND j.task = 'describe'),
+        %(error)s, now())
+ON CONFLICT (asset_id) DO UPDATE
+SET pending_preview_update_id = excluded.pending_preview_update_id, last_error = excluded.last_error,
+    last_attempt_at = excluded.last_attempt_at
