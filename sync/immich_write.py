@@ -136,7 +136,8 @@ class ImmichDescriptionWriter:
         if status in (401, 403):
             raise RetryableJobError(
                 f"description stored; not written into Immich: Immich at {self.base_url} refused API key "
-                f"#{index + 1} of IMMICH_API_KEY ({detail}); it needs the permissions asset.read and asset.update"
+                f"#{index + 1} of IMMICH_API_KEY ({detail}); it needs the permissions user.read, asset.read and "
+                "asset.update (or all)"
             )
         raise PermanentJobError(
             f"description stored; not written into Immich: Immich answered the {what} of the asset with {detail}"

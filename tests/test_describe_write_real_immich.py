@@ -16,11 +16,14 @@ it skips otherwise. At the end every description it changed is put back as it wa
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
+import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -293,27 +296,78 @@ def test_an_owner_without_a_key_is_reported_and_written_later_without_the_model(
     assert bobs in fresh.search_description(fresh.bob_id, "放风筝")
 
 
-@pytest.mark.parametrize("fault", ["unreachable", "wrong key"])
+class BusyImmich:
+    """A server in Immich's place that answers every request 503 (Immich restarting behind a proxy)."""
+
+    def __init__(self) -> None:
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:  # quiet
+                pass
+
+            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+                self.send_response(503)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            do_PUT = do_GET  # noqa: N815
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@contextlib.contextmanager
+def fault_setup(immich: Instance, fault: str) -> Iterator[tuple[str | None, str, str]]:
+    """``(Immich URL or None for the real one, API key, what the error must say)`` for a fault."""
+    admin_key = immich.keys[immich.admin_id]
+    if fault == "unreachable":
+        url = f"http://127.0.0.1:{free_port()}"
+        yield url, admin_key, f"cannot reach Immich at {url}"
+    elif fault == "busy":
+        busy = BusyImmich()
+        try:
+            yield busy.url, admin_key, f"cannot reach Immich at {busy.url}: Immich answered 503"
+        finally:
+            busy.close()
+    elif fault == "wrong key":
+        yield None, "not-a-key-" + uuid.uuid4().hex, "refused API key #1 of IMMICH_API_KEY (401"
+    else:  # a key of the owner that may read but not change assets
+        with immich.api(immich.admin_id) as client:
+            response = client.post(
+                "/api-keys", json={"name": "describe-write test", "permissions": ["user.read", "asset.read"]}
+            )
+            response.raise_for_status()
+            created = response.json()
+            try:
+                yield None, created["secret"], "(403: Missing required permission: asset.update)"
+            finally:
+                client.delete(f"/api-keys/{created['apiKey']['id']}").raise_for_status()
+
+
+@pytest.mark.parametrize("fault", ["unreachable", "busy", "wrong key", "read-only key"])
 def test_immich_faults_give_a_clear_error_and_keep_the_description(fresh: Instance, fault: str):
     photo = fresh.ids[ADMIN_PHOTOS[0]]
     admin_key = fresh.keys[fresh.admin_id]
-    url = f"http://127.0.0.1:{free_port()}" if fault == "unreachable" else None
-    key = admin_key if fault == "unreachable" else "not-a-key-" + uuid.uuid4().hex
-    with VisionStandIn("ollama") as standin:
+    with VisionStandIn("ollama") as standin, fault_setup(fresh, fault) as (url, key, says):
         result = fresh.describe(standin, [photo], "missing", [key], url=url)
         assert result.returncode == 1, result.stdout + result.stderr
         output = " ".join((result.stdout + result.stderr).split())
         assert "Traceback" not in output
-        assert "description stored; not written into Immich" in output
-        if fault == "unreachable":
-            assert f"cannot reach Immich at {url}" in output
-        else:
-            assert "refused API key #1 of IMMICH_API_KEY (401" in output
+        assert "description stored; not written into Immich" in output and says in output
         assert key not in output  # a key is never printed
         stored = fresh.ours(photo)
         assert stored and fresh.description(photo) == ""
         written, _, _, pending, error = fresh.record(photo)
-        assert written is None and pending and error
+        assert written is None and pending and says in error
+        with psycopg.connect(fresh.db_url) as conn:
+            state = conn.execute(
+                "SELECT state FROM immich_search.job WHERE asset_id = %s AND task = 'describe'", (photo,)
+            ).fetchone()[0]
+        assert state == "pending"  # retried later (with backoff), not given up
         asked = len(standin.requests)
         result = fresh.describe(standin, [photo], "missing", [admin_key])
         assert result.returncode == 0, result.stdout + result.stderr
