@@ -31,8 +31,12 @@ import logging
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime
+
+import psycopg
 
 from immich_search.errors import ConfigError
+from immich_search.sqlfiles import query
 from immich_search.sync.api_source import ApiSource, TransientApiError, immich_message
 from immich_search.sync.errors import JobError, PermanentJobError, RetryableJobError
 
@@ -203,3 +207,21 @@ def build_writer(mode: str, immich_url: str | None, api_keys: Sequence[str]) -> 
             "one per user (Immich lets only an asset's owner change its description)"
         )
     return ImmichDescriptionWriter(ApiSource(immich_url, api_keys), mode)
+
+
+def database_now(conn: psycopg.Connection) -> datetime:
+    """The database's clock (``last_attempt_at`` is stamped by it): pass it to :func:`summary_line` later."""
+    return conn.execute(query("database_now")).fetchone()[0]
+
+
+def summary_line(conn: psycopg.Connection, mode: str, since: datetime) -> str | None:
+    """One line saying what the passes since ``since`` did in Immich (``None`` when nothing): descriptions
+    written, a person's text kept, writes that failed and wait to be retried. Counted from our record
+    (``immich_search.immich_description``), so it covers every worker process."""
+    written, kept, pending = conn.execute(query("immich_write_summary"), {"since": since}).fetchone()
+    if not (written or kept or pending):
+        return None
+    return (
+        f"into Immich (--write-immich {mode}): {written} description(s) written, {kept} written by a person kept, "
+        f"{pending} not written yet (the description is stored; retried later)"
+    )

@@ -216,3 +216,29 @@ def test_descriptions_are_searchable_with_snippets(db, tmp_path):
         assert {hit.asset_id for hit in hybrid} == set(ids.values())
         assert all(hit.ocr_rank is not None and hit.snippet.startswith("description: ") for hit in hybrid)
         assert search_query(pool, "desc:风筝", str(uuid.uuid4())) == [], "only the caller's photos"
+
+
+@pytest.mark.parametrize(
+    ("extra", "code", "says"),
+    [
+        (["--write-immich", "missing"], 2, "--write-immich missing writes the describe task's descriptions"),
+        (["--describe-host", "http://127.0.0.1:9", "--describe-model", "m", "--write-immich", "all"], 1, "immich-url"),
+        (
+            ["--describe-host", "http://127.0.0.1:9", "--describe-model", "m", "--write-immich", "missing"]
+            + ["--immich-url", "http://127.0.0.1:9"],
+            1,
+            "needs the owners' API keys",
+        ),
+        (["--write-immich", "some"], 2, "'some' is not one of 'none', 'missing', 'all'"),
+    ],
+)
+@pytest.mark.parametrize("command", ["sync", "reprocess"])
+def test_write_immich_without_what_it_needs_is_a_clear_error(tmp_path, extra, code, says, command):
+    # Checked before the database is opened (this URL leads nowhere).
+    args = ["--database-url", "postgresql://nobody@127.0.0.1:9/none", command]
+    if command == "reprocess":
+        args += [str(uuid.uuid4()), "--describe"]
+    result = CliRunner().invoke(cli, [*args, "--media-root", str(tmp_path), *extra], env={"IMMICH_URL": None})
+    output = " ".join(result.output.split())
+    assert result.exit_code == code, result.output
+    assert says in output and "Traceback" not in output

@@ -237,6 +237,10 @@ def test_missing_fills_empty_keeps_a_persons_text_and_replaces_only_our_own(fres
         assert fresh.ours(written_by_person), "the description is stored in our table all the same"
         assert fresh.record(empty) == (ours, True, fresh.admin_id, False, None)
         assert fresh.record(written_by_person)[0] is None  # nothing of ours was written there
+        assert (
+            "into Immich (--write-immich missing): 1 description(s) written, 1 written by a person kept, "
+            "0 not written yet" in result.stdout
+        )
         # Immich's own search finds the words we wrote.
         assert fresh.search_description(fresh.admin_id, first.strip()) == {empty}
         assert empty in fresh.search_description(fresh.admin_id, "放风筝")
@@ -358,6 +362,7 @@ def test_immich_faults_give_a_clear_error_and_keep_the_description(fresh: Instan
         output = " ".join((result.stdout + result.stderr).split())
         assert "Traceback" not in output
         assert "description stored; not written into Immich" in output and says in output
+        assert "0 description(s) written, 0 written by a person kept, 1 not written yet" in output
         assert key not in output  # a key is never printed
         stored = fresh.ours(photo)
         assert stored and fresh.description(photo) == ""

@@ -89,11 +89,17 @@ def reprocess(
     from immich_search.db import open_pool
     from immich_search.sqlfiles import query
     from immich_search.sync.api_source import split_api_keys
+    from immich_search.sync.immich_write import build_writer, database_now, summary_line
     from immich_search.sync.workers import WorkerSpec, build_pipeline, build_source, build_tasks
 
     ids = parse_asset_ids(asset_ids)
     if want_describe and describe is None and not queue_only:
         raise click.UsageError("--describe needs the vision host: --describe-host URL --describe-model NAME")
+    if describe is not None and not queue_only:
+        # A missing address or key is said before anything else; each run builds its own writer.
+        writer = build_writer(write_immich, immich_url, split_api_keys(api_keys))
+        if writer is not None:
+            writer.close()
     url = settings.resolve_url()
     require_migrated(url)
     with open_pool(url) as pool:
@@ -141,6 +147,8 @@ def reprocess(
             tasks.remove("clip")
         chosen = [task for task in built if task.name in tasks]
         pipeline = build_pipeline(spec, pool, chosen, build_source(spec))
+        with pool.connection() as conn:
+            since = database_now(conn)
         try:
             pipeline.prepare()
             held = pipeline.queue.reserve(ids, tasks)
@@ -149,6 +157,7 @@ def reprocess(
             pipeline.close()
         with pool.connection() as conn:
             rows = conn.execute(query("asset_jobs"), {"asset_ids": ids}).fetchall()
+            written = summary_line(conn, write_immich, since) if spec.describe and write_immich != "none" else None
     table = Table("asset", "task", "state", "attempts", "reason")
     ok = True
     for asset_id, task, state, attempts, error, _ in rows:
@@ -159,5 +168,7 @@ def reprocess(
         table.add_row(str(asset_id), task, f"[{colour}]{state}[/{colour}]", str(attempts), error or "")
     console.print(table)
     click.echo(f"regenerated {report.done} job(s), {report.failed} failed")
+    if written:
+        click.echo(written)
     if not ok:
         sys.exit(1)

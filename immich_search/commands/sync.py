@@ -103,7 +103,7 @@ def sync(
     """
     from immich_search.db import connect
     from immich_search.sync.api_source import split_api_keys
-    from immich_search.sync.immich_write import build_writer
+    from immich_search.sync.immich_write import build_writer, database_now, summary_line
     from immich_search.sync.status import describe_later, later_jobs
     from immich_search.sync.workers import WorkerSpec, build_source, run_sync, task_names
 
@@ -177,6 +177,9 @@ def sync(
                 on_progress=ProgressLog(label, progress_interval),
             )
             return
+        if write_immich != "none":
+            with connect(url) as conn:
+                since = database_now(conn)
         with progress_bar() as progress:
             bar = progress.add_task(label, total=None)
             if err_console.is_terminal:
@@ -185,6 +188,11 @@ def sync(
                 on_progress = ProgressLog(label, progress_interval)
             report = run_sync(spec, workers=workers, force=force, clip_model=model, on_progress=on_progress)
         print_report(report)
+        if write_immich != "none":
+            with connect(url) as conn:
+                line = summary_line(conn, write_immich, since)
+            if line:
+                click.echo(line)
         tasks = set(task_names(spec, spec.clip is not False))
         with connect(url) as conn:
             later = [item for item in later_jobs(conn) if item.task in tasks]

@@ -343,3 +343,17 @@ VALUES (%(asset_id)s,
 ON CONFLICT (asset_id) DO UPDATE
 SET pending_preview_update_id = excluded.pending_preview_update_id, last_error = excluded.last_error,
     last_attempt_at = excluded.last_attempt_at
+
+-- name: database_now
+-- The database's clock (what last_attempt_at is stamped with), to count what a pass did since.
+SELECT now()
+
+-- name: immich_write_summary
+-- What passes since %(since)s did in Immich: descriptions written (or that Immich already had), a person's
+-- text kept (`missing`), and descriptions whose write failed and waits to be retried.
+SELECT count(*) FILTER (WHERE written_at >= %(since)s) AS written,
+       count(*) FILTER (WHERE pending_preview_update_id IS NULL AND (written_at IS NULL OR written_at < %(since)s))
+         AS kept,
+       count(*) FILTER (WHERE pending_preview_update_id IS NOT NULL) AS pending
+FROM immich_search.immich_description
+WHERE last_attempt_at >= %(since)s
