@@ -40,6 +40,8 @@ column immich_description.last_attempt_at timestamp with time zone
 
 column immich_description.last_error text
 
+column immich_description.last_outcome text NOT NULL
+
 column immich_description.pending_preview_update_id uuid
 
 column immich_description.written_at timestamp with time zone
@@ -135,6 +137,8 @@ constraint immich_search.description description_pkey PRIMARY KEY (asset_id)
 constraint immich_search.fold_char fold_char_pkey PRIMARY KEY (source)
 
 constraint immich_search.immich_description immich_description_asset_id_fkey FOREIGN KEY (asset_id) REFERENCES asset(id) ON DELETE CASCADE
+
+constraint immich_search.immich_description immich_description_last_outcome_check CHECK ((last_outcome = ANY (ARRAY['written'::text, 'unchanged'::text, 'kept'::text, 'locked'::text, 'failed'::text])))
 
 constraint immich_search.immich_description immich_description_pkey PRIMARY KEY (asset_id)
 

@@ -106,7 +106,8 @@ class DescribeTask:
         ).fetchall()
         conn.commit()  # no transaction stays open while Immich answers
         items = [
-            WriteItem(str(asset_id), str(owner) if owner else None, text, ours) for asset_id, text, owner, ours in rows
+            WriteItem(str(asset_id), str(owner) if owner else None, text, ours, bool(locked))
+            for asset_id, text, owner, locked, ours in rows
         ]
         return {
             item.asset_id: self._outcome(item.asset_id, None, result)
@@ -147,15 +148,15 @@ class DescribeTask:
             return
         with self._pool.connection() as conn:
             known = {
-                str(asset_id): (str(owner) if owner else None, ours)
-                for asset_id, owner, ours in conn.execute(
+                str(asset_id): (str(owner) if owner else None, ours, bool(locked))
+                for asset_id, owner, locked, ours in conn.execute(
                     query("immich_write_inputs"), {"asset_ids": [row["asset_id"] for _, row in described]}
                 ).fetchall()
             }
         items = []
         for _, row in described:
-            owner, ours = known.get(row["asset_id"], (None, None))
-            items.append(WriteItem(row["asset_id"], owner, row["text"], ours))
+            owner, ours, locked = known.get(row["asset_id"], (None, None, False))
+            items.append(WriteItem(row["asset_id"], owner, row["text"], ours, locked))
         for (index, row), result in zip(described, self.writer.write_many(items), strict=True):
             results[index] = self._outcome(row["asset_id"], row, result)
 
@@ -170,6 +171,8 @@ class DescribeTask:
         done["immich"] = result
         if result.action == "kept":
             log.info("asset %s: Immich's description is a person's; --write-immich missing keeps it", asset_id)
+        elif result.action == "locked":
+            log.info("asset %s is in the locked folder: an API key may not change its description", asset_id)
         return done
 
     def write(self, conn: psycopg.Connection, row: dict) -> None:
@@ -182,9 +185,9 @@ class DescribeTask:
                 query("record_immich_write"),
                 {
                     "asset_id": row["asset_id"],
-                    "written": result.action != "kept",
+                    "outcome": result.action,
                     "text": result.text,
-                    "owner_id": result.owner_id,
+                    "owner_id": result.owner_id or None,
                 },
             )
         elif "immich_error" in row:

@@ -52,19 +52,22 @@ WRITE_CONCURRENCY = 4
 @dataclass(frozen=True)
 class WriteItem:
     """One description to write: ``asset_id``, ``owner_id`` (Immich user id, ``None`` when unknown),
-    ``text`` (the new description), ``ours`` (the text we wrote last time, ``None`` when never)."""
+    ``text`` (the new description), ``ours`` (the text we wrote last time, ``None`` when never), ``locked``
+    (the photo is in the locked folder)."""
 
     asset_id: str
     owner_id: str | None
     text: str
     ours: str | None
+    locked: bool = False
 
 
 @dataclass(frozen=True)
 class WriteResult:
     """What happened in Immich: ``action`` is ``written`` (PUT done), ``unchanged`` (Immich already had
-    exactly this text) or ``kept`` (``missing`` left a person's text alone); ``text`` is our description,
-    ``previous`` Immich's text before (``""`` when none), ``owner_id`` the user whose key was used."""
+    exactly this text), ``kept`` (``missing`` left a person's text alone) or ``locked`` (not tried: a photo
+    in the locked folder); ``text`` is our description, ``previous`` Immich's text before (``""`` when none or
+    not read), ``owner_id`` the user whose key was used (``""`` when none)."""
 
     asset_id: str
     action: str
@@ -154,6 +157,10 @@ class ImmichDescriptionWriter:
             RetryableJobError: Immich unreachable or busy, a key refused.
             PermanentJobError: no key of the owner, or Immich refused the asset.
         """
+        if item.locked:
+            # Immich v3.1 lets only a session with the PIN entered (elevated permission) read or change a photo
+            # in the locked folder; an API key never may (checkOwnerAccess). The description stays ours.
+            return WriteResult(item.asset_id, "locked", item.text, "", "")
         index = self._owner_key(item)
         asset = self._call("GET", item, index)
         previous = (asset.get("exifInfo") or {}).get("description") or ""
@@ -216,12 +223,13 @@ def database_now(conn: psycopg.Connection) -> datetime:
 
 def summary_line(conn: psycopg.Connection, mode: str, since: datetime) -> str | None:
     """One line saying what the passes since ``since`` did in Immich (``None`` when nothing): descriptions
-    written, a person's text kept, writes that failed and wait to be retried. Counted from our record
-    (``immich_search.immich_description``), so it covers every worker process."""
-    written, kept, pending = conn.execute(query("immich_write_summary"), {"since": since}).fetchone()
-    if not (written or kept or pending):
+    written, a person's text kept, photos of the locked folder left alone, writes that failed and wait to be
+    retried. Counted from our record (``immich_search.immich_description``), so it covers every worker process."""
+    written, kept, locked, failed = conn.execute(query("immich_write_summary"), {"since": since}).fetchone()
+    if not (written or kept or locked or failed):
         return None
-    return (
-        f"into Immich (--write-immich {mode}): {written} description(s) written, {kept} written by a person kept, "
-        f"{pending} not written yet (the description is stored; retried later)"
-    )
+    parts = [f"{written} description(s) written", f"{kept} written by a person kept"]
+    if locked:
+        parts.append(f"{locked} in the locked folder left alone (an API key may not change them)")
+    parts.append(f"{failed} not written yet (the description is stored; retried later)")
+    return f"into Immich (--write-immich {mode}): " + ", ".join(parts)

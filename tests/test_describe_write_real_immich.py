@@ -379,3 +379,42 @@ def test_immich_faults_give_a_clear_error_and_keep_the_description(fresh: Instan
         assert len(standin.requests) == asked  # written from our table
     assert fresh.description(photo) == stored
     assert fresh.record(photo) == (stored, True, fresh.admin_id, False, None)
+
+
+@contextlib.contextmanager
+def in_locked_folder(immich: Instance, asset_id: str, pin: str = "123456") -> Iterator[None]:
+    """Move an admin photo into Immich's locked folder (a session with the PIN entered, as in Immich's app) and
+    back; a PIN this sets up is removed again, the session logged out."""
+    with httpx.Client(base_url=immich.url + "/api", timeout=30) as client:
+        login = client.post("/auth/login", json={"email": "admin@example.com", "password": "immich-admin-pass"})
+        login.raise_for_status()
+        client.headers["Authorization"] = f"Bearer {login.json()['accessToken']}"
+        had_pin = client.get("/auth/status").json().get("pinCode")
+        if not had_pin:
+            client.post("/auth/pin-code", json={"pinCode": pin}).raise_for_status()
+        try:
+            client.post("/auth/session/unlock", json={"pinCode": pin}).raise_for_status()
+            client.put("/assets", json={"ids": [asset_id], "visibility": "locked"}).raise_for_status()
+            try:
+                yield
+            finally:
+                client.put("/assets", json={"ids": [asset_id], "visibility": "timeline"}).raise_for_status()
+        finally:
+            if not had_pin:
+                client.request("DELETE", "/auth/pin-code", json={"pinCode": pin}).raise_for_status()
+            client.post("/auth/logout")
+
+
+def test_a_photo_in_the_locked_folder_is_left_alone(fresh: Instance):
+    photo = fresh.ids[ADMIN_PHOTOS[1]]
+    with VisionStandIn("ollama") as standin, in_locked_folder(fresh, photo):
+        result = fresh.describe(standin, [photo], "all", [fresh.keys[fresh.admin_id]])
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "1 in the locked folder left alone" in " ".join(result.stdout.split())
+        assert fresh.ours(photo)  # described and stored (searchable with --include-locked)
+        with psycopg.connect(fresh.db_url) as conn:
+            outcome = conn.execute(
+                "SELECT last_outcome, written_text FROM immich_search.immich_description WHERE asset_id = %s", (photo,)
+            ).fetchone()
+        assert outcome == ("locked", None)
+    assert fresh.description(photo) == ""
