@@ -107,6 +107,8 @@ class SyncStatus:
         eta_s: seconds to clear what is runnable and undiscovered at the recent rate (``None``: no rate,
             or nothing is runnable while :attr:`later` jobs wait).
         later: jobs not yet runnable (:class:`LaterJobs`: leased, or in retry backoff).
+        into_immich: descriptions written into Immich (``--write-immich``) by the outcome of their last try:
+            ``{"written" | "unchanged" | "kept" | "locked" | "failed": assets}`` (empty when never used).
     """
 
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
@@ -118,6 +120,7 @@ class SyncStatus:
     recent_errors: list[dict] = field(default_factory=list)
     eta_s: float | None = None
     later: list[LaterJobs] = field(default_factory=list)
+    into_immich: dict[str, int] = field(default_factory=dict)
 
     def as_json(self) -> dict:
         """Return the status as JSON-ready data (times as ISO 8601 strings)."""
@@ -179,6 +182,7 @@ def sync_status(conn: psycopg.Connection, *, errors: int = 10, alive_s: float = 
         for values in conn.execute(query("recent_errors"), {"limit": errors})
     ]
     status.later = later_jobs(conn)
+    status.into_immich = {outcome: int(n) for outcome, n in conn.execute(query("status_immich_writes"))}
     backlog = sum(jobs for jobs, _ in status.waiting.values()) + sum(lag.undiscovered for lag in status.lag)
     if status.per_second > 0 and backlog > 0:
         status.eta_s = backlog / status.per_second

@@ -241,6 +241,18 @@ def test_missing_fills_empty_keeps_a_persons_text_and_replaces_only_our_own(fres
             "into Immich (--write-immich missing): 1 description(s) written, 1 written by a person kept, "
             "0 not written yet" in result.stdout
         )
+        status = subprocess.run(
+            [*immich_search_command(), "--database-url", fresh.db_url, "status"],
+            env=product_env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert status.returncode == 0, status.stdout + status.stderr
+        assert (
+            "descriptions into Immich (--write-immich): 1 written, 1 written by a person kept, 0 in the locked "
+            "folder left alone, 0 not written yet" in " ".join(status.stdout.split())
+        )
         # Immich's own search finds the words we wrote.
         assert fresh.search_description(fresh.admin_id, first.strip()) == {empty}
         assert empty in fresh.search_description(fresh.admin_id, "放风筝")

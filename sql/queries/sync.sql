@@ -360,3 +360,7 @@ SELECT count(*) FILTER (WHERE last_outcome IN ('written', 'unchanged')) AS writt
        count(*) FILTER (WHERE last_outcome = 'failed') AS failed
 FROM immich_search.immich_description
 WHERE last_attempt_at >= %(since)s
+
+-- name: status_immich_writes
+-- Descriptions written into Immich (`--write-immich`), by the outcome of their last try.
+SELECT last_outcome, count(*) FROM immich_search.immich_description GROUP BY last_outcome ORDER BY last_outcome
