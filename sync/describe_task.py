@@ -72,9 +72,10 @@ class DescribeTask:
         client: a client to use instead of one built from ``config`` (tests, benchmarks).
         writer: writes descriptions into Immich (``--write-immich missing|all``); ``None``: never.
 
-    Rows given to :meth:`write` hold the ``upsert_description`` parameters (absent for a description
-    already stored) and, with a writer, ``immich``: a :class:`WriteResult`, or the error message of a
-    failed write under ``immich_error``.
+    Rows given to :meth:`write` hold the ``upsert_description`` parameters, or only ``asset_id`` where the
+    description was stored before (a retried write into Immich). What happened in Immich is recorded as soon
+    as it happened (``immich_search.immich_description``), not with the job's acknowledgement: the record
+    must say what Immich has even if this worker's lease was lost meanwhile.
     """
 
     name = "describe"
@@ -109,9 +110,12 @@ class DescribeTask:
             WriteItem(str(asset_id), str(owner) if owner else None, text, ours, bool(locked))
             for asset_id, text, owner, locked, ours in rows
         ]
+        results = self.writer.write_many(items)
+        with conn.transaction():
+            record_writes(conn, items, results)
         return {
             item.asset_id: self._outcome(item.asset_id, None, result)
-            for item, result in zip(items, self.writer.write_many(items), strict=True)
+            for item, result in zip(items, results, strict=True)
         }
 
     def run(self, asset_ids: Sequence[str], images: Sequence[Image.Image]) -> list[dict | JobError]:
@@ -157,40 +161,59 @@ class DescribeTask:
         for _, row in described:
             owner, ours, locked = known.get(row["asset_id"], (None, None, False))
             items.append(WriteItem(row["asset_id"], owner, row["text"], ours, locked))
-        for (index, row), result in zip(described, self.writer.write_many(items), strict=True):
+        outcomes = self.writer.write_many(items)
+        with self._pool.connection() as conn, conn.transaction():
+            # Failures are recorded by write(), with the new description they refer to.
+            record_writes(conn, items, outcomes, failures=False)
+        for (index, row), result in zip(described, outcomes, strict=True):
             results[index] = self._outcome(row["asset_id"], row, result)
 
     @staticmethod
     def _outcome(asset_id: str, row: dict | None, result: WriteResult | JobError) -> dict | JobError:
-        """The row for :meth:`write`: the description (``row``, ``None`` when stored already) and what
-        Immich did; a failed write is a :class:`PartlyDoneError` carrying that row."""
-        done = dict(row or {"asset_id": asset_id})
+        """The row for :meth:`write` (the description, ``row``; ``None`` when stored already), or, when the
+        write into Immich failed, a :class:`PartlyDoneError` carrying it (the description is stored anyway)."""
         if isinstance(result, JobError):
-            done["immich_error"] = str(result)
-            return PartlyDoneError(result, done) if row is not None else result
-        done["immich"] = result
+            return PartlyDoneError(result, {**row, "immich_error": str(result)}) if row is not None else result
         if result.action == "kept":
             log.info("asset %s: Immich's description is a person's; --write-immich missing keeps it", asset_id)
         elif result.action == "locked":
             log.info("asset %s is in the locked folder: an API key may not change its description", asset_id)
-        return done
+        return row if row is not None else {"asset_id": asset_id}
 
     def write(self, conn: psycopg.Connection, row: dict) -> None:
-        """Upsert the asset's description and the record of what was written into Immich."""
+        """Upsert the asset's description (nothing for a description stored before) and, when writing it into
+        Immich failed (``immich_error``), record that it still has to be written."""
         if "text" in row:
             conn.execute(query("upsert_description"), row)
-        result = row.get("immich")
+        if "immich_error" in row:
+            record_failed_write(conn, row["asset_id"], row["immich_error"])
+
+
+def record_failed_write(conn: psycopg.Connection, asset_id: str, error: str) -> None:
+    """Record that the stored description of ``asset_id`` still has to be written into Immich, and why not yet."""
+    conn.execute(query("record_immich_write_failed"), {"asset_id": asset_id, "error": error[:2000]})
+
+
+def record_writes(
+    conn: psycopg.Connection,
+    items: Sequence[WriteItem],
+    results: Sequence[WriteResult | JobError],
+    *,
+    failures: bool = True,
+) -> None:
+    """Record in ``immich_search.immich_description`` what each write into Immich did (inside the caller's
+    transaction): the text now ours in Immich, a person's text kept, a locked photo, and with ``failures`` a
+    failed write to retry."""
+    for item, result in zip(items, results, strict=True):
         if isinstance(result, WriteResult):
             conn.execute(
                 query("record_immich_write"),
                 {
-                    "asset_id": row["asset_id"],
+                    "asset_id": item.asset_id,
                     "outcome": result.action,
                     "text": result.text,
                     "owner_id": result.owner_id or None,
                 },
             )
-        elif "immich_error" in row:
-            conn.execute(
-                query("record_immich_write_failed"), {"asset_id": row["asset_id"], "error": row["immich_error"][:2000]}
-            )
+        elif failures:
+            record_failed_write(conn, item.asset_id, str(result))
