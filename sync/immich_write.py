@@ -18,6 +18,9 @@ when and by whose key. Modes:
   (a newer description replaces our own older one); a text a person wrote or edited is never touched.
 * ``all``: write everywhere, replacing whatever Immich had, a person's text included.
 
+A photo in the locked folder is left alone in every mode: Immich lets only a session with the PIN entered
+read or change it, never an API key.
+
 API keys come from ``IMMICH_API_KEY`` (comma-separated, one per user), as for ``sync --source api``; each
 key's user comes from ``GET /api/users/me``. Faults: Immich unreachable, timing out or answering 429/5xx
 (after a few quick retries), or refusing a key (401/403) make the write retryable; an asset whose owner has
