@@ -34,6 +34,24 @@ column fold_char.source text NOT NULL
 
 column fold_char.target text NOT NULL
 
+column immich_description.asset_id uuid NOT NULL
+
+column immich_description.last_attempt_at timestamp with time zone
+
+column immich_description.last_error text
+
+column immich_description.last_outcome text NOT NULL
+
+column immich_description.pending_preview_update_id uuid
+
+column immich_description.written_at timestamp with time zone
+
+column immich_description.written_by uuid
+
+column immich_description.written_sha256 bytea
+
+column immich_description.written_text text
+
 column job.asset_id uuid NOT NULL
 
 column job.attempts integer NOT NULL DEFAULT 0
@@ -119,6 +137,12 @@ constraint immich_search.description description_asset_id_fkey FOREIGN KEY (asse
 constraint immich_search.description description_pkey PRIMARY KEY (asset_id)
 
 constraint immich_search.fold_char fold_char_pkey PRIMARY KEY (source)
+
+constraint immich_search.immich_description immich_description_asset_id_fkey FOREIGN KEY (asset_id) REFERENCES asset(id) ON DELETE CASCADE
+
+constraint immich_search.immich_description immich_description_last_outcome_check CHECK ((last_outcome = ANY (ARRAY['written'::text, 'unchanged'::text, 'kept'::text, 'locked'::text, 'failed'::text])))
+
+constraint immich_search.immich_description immich_description_pkey PRIMARY KEY (asset_id)
 
 constraint immich_search.job job_asset_id_fkey FOREIGN KEY (asset_id) REFERENCES asset(id) ON DELETE CASCADE
 
@@ -1462,6 +1486,8 @@ index CREATE UNIQUE INDEX description_pkey ON immich_search.description USING bt
 
 index CREATE UNIQUE INDEX fold_char_pkey ON immich_search.fold_char USING btree (source)
 
+index CREATE UNIQUE INDEX immich_description_pkey ON immich_search.immich_description USING btree (asset_id)
+
 index CREATE UNIQUE INDEX job_pkey ON immich_search.job USING btree (asset_id, task)
 
 index CREATE UNIQUE INDEX ocr_pkey ON immich_search.ocr USING btree (asset_id)
@@ -1483,6 +1509,8 @@ table clip (r)
 table description (r)
 
 table fold_char (r)
+
+table immich_description (r)
 
 table job (r)
 

@@ -74,8 +74,9 @@ class ApiUser:
     email: str
 
 
-class _Transient(Exception):
-    """A failure worth retrying at once (connection error, timeout, 429, 5xx)."""
+class TransientApiError(Exception):
+    """A failure worth retrying at once (connection error, timeout, 429, 5xx); raised by
+    :meth:`ApiSource.request` once its retries are spent."""
 
 
 class ApiSource:
@@ -139,11 +140,11 @@ class ApiSource:
     def _whoami(self, index: int) -> ApiUser:
         where = f"API key #{index + 1} of IMMICH_API_KEY"
         try:
-            response = self._request("GET", "/api/users/me", index)
-        except _Transient as exc:
+            response = self.request("GET", "/api/users/me", index)
+        except TransientApiError as exc:
             raise ConfigError(f"cannot reach Immich at {self.base_url}: {exc}") from None
         if response.status_code in (401, 403):
-            status = f"{response.status_code}: {_message(response)}"
+            status = f"{response.status_code}: {immich_message(response)}"
             raise ConfigError(f"Immich at {self.base_url} refused {where} ({status})")
         if response.status_code != 200:
             raise ConfigError(f"Immich at {self.base_url} answered {response.status_code} for {where}")
@@ -152,21 +153,28 @@ class ApiSource:
 
     # -- HTTP -----------------------------------------------------------------------------------------------
 
-    def _request(self, method: str, path: str, index: int, **kwargs) -> httpx.Response:
-        """One request with key ``index``, retried on transient failures; raises :class:`_Transient`."""
+    def request(self, method: str, path: str, index: int, **kwargs) -> httpx.Response:
+        """One request to Immich with API key ``index`` (position in ``api_keys``), retried on transient
+        failures; other statuses are returned as they are.
+
+        ``kwargs`` go to ``httpx.Client.request`` (``json=``, ``params=``); ``accept=`` sets the Accept header.
+
+        Raises:
+            TransientApiError: Immich unreachable, timing out, or busy (429, 5xx) after ``retries`` attempts.
+        """
         headers = {"x-api-key": self.api_keys[index], "Accept": kwargs.pop("accept", "application/json")}
 
         def attempt() -> httpx.Response:
             try:
                 response = self.client.request(method, self.base_url + path, headers=headers, **kwargs)
             except httpx.TransportError as exc:
-                raise _Transient(f"{type(exc).__name__}: {exc}") from None
+                raise TransientApiError(f"{type(exc).__name__}: {exc}") from None
             if response.status_code in RETRY_STATUSES:
-                raise _Transient(f"Immich answered {response.status_code}")
+                raise TransientApiError(f"Immich answered {response.status_code}")
             return response
 
         retrying = tenacity.Retrying(
-            retry=tenacity.retry_if_exception_type(_Transient),
+            retry=tenacity.retry_if_exception_type(TransientApiError),
             stop=tenacity.stop_after_attempt(self.retries),
             wait=tenacity.wait_exponential(multiplier=self.backoff_s, min=self.backoff_s, max=8 * self.backoff_s),
             reraise=True,
@@ -190,11 +198,11 @@ class ApiSource:
             if updated_after:
                 body["updatedAfter"] = updated_after
             try:
-                response = self._request("POST", "/api/search/metadata", index, json=body)
-            except _Transient as exc:
+                response = self.request("POST", "/api/search/metadata", index, json=body)
+            except TransientApiError as exc:
                 raise RetryableJobError(f"cannot list assets through Immich's API: {exc}") from None
             if response.status_code != 200:
-                status = f"{response.status_code}: {_message(response)}"
+                status = f"{response.status_code}: {immich_message(response)}"
                 raise RetryableJobError(f"Immich answered search/metadata with {status}")
             assets = response.json().get("assets") or {}
             yield from assets.get("items") or []
@@ -254,14 +262,14 @@ class ApiSource:
         denied = []
         for index in candidates:
             try:
-                response = self._request(
+                response = self.request(
                     "GET",
                     f"/api/assets/{request.asset_id}/thumbnail",
                     index,
                     params={"size": "preview"},
                     accept="image/*",
                 )
-            except _Transient as exc:
+            except TransientApiError as exc:
                 raise RetryableJobError(f"cannot download the preview through Immich's API: {exc}") from None
             if response.status_code == 200:
                 data = response.content
@@ -271,8 +279,8 @@ class ApiSource:
             if response.status_code == 404:
                 raise RetryableJobError("Immich has no preview for this asset yet (404)")
             if response.status_code == 401:
-                raise RetryableJobError(f"Immich rejected API key #{index + 1} (401): {_message(response)}")
-            denied.append(f"key #{index + 1}: {response.status_code} {_message(response)}")
+                raise RetryableJobError(f"Immich rejected API key #{index + 1} (401): {immich_message(response)}")
+            denied.append(f"key #{index + 1}: {response.status_code} {immich_message(response)}")
         raise PermanentJobError("Immich refused the preview to every key that may see it (" + "; ".join(denied) + ")")
 
     def close(self) -> None:
@@ -280,7 +288,7 @@ class ApiSource:
         self.client.close()
 
 
-def _message(response: httpx.Response) -> str:
+def immich_message(response: httpx.Response) -> str:
     """Immich's error message (``{"message": ...}``), else the start of the body."""
     try:
         body = response.json()

@@ -406,6 +406,12 @@ class SyncPipeline:
             report.errors.append((job.asset_id, f"{job.task}: {error}"))
             log.warning("asset %s (%s): %s", job.asset_id, job.task, error)
         with self.pool.connection() as conn, conn.transaction():
+            # What a partly failed job did is kept (e.g. a description Immich's API refused to take): its
+            # task's rows are idempotent upserts, so a worker that took the job over may write them again.
+            for job, error in failures:
+                kept = getattr(error, "row", None)
+                if kept is not None:
+                    self.tasks[job.task].write(conn, kept)
             for job, row in results:
                 if self.queue.complete(conn, job):
                     self.tasks[job.task].write(conn, row)

@@ -109,6 +109,8 @@ class SyncStatus:
         later: jobs not yet runnable (:class:`LaterJobs`: leased, or in retry backoff).
         ocr_engines: OCR rows by what read them: ``{"engine", "model", "photos", "latest"}`` (most photos
             first; engine ``immich`` for Immich's own OCR).
+        into_immich: descriptions written into Immich (``--write-immich``) by the outcome of their last try:
+            ``{"written" | "unchanged" | "kept" | "locked" | "failed": assets}`` (empty when never used).
     """
 
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
@@ -121,6 +123,7 @@ class SyncStatus:
     eta_s: float | None = None
     later: list[LaterJobs] = field(default_factory=list)
     ocr_engines: list[dict] = field(default_factory=list)
+    into_immich: dict[str, int] = field(default_factory=dict)
 
     def as_json(self) -> dict:
         """Return the status as JSON-ready data (times as ISO 8601 strings)."""
@@ -186,6 +189,7 @@ def sync_status(conn: psycopg.Connection, *, errors: int = 10, alive_s: float = 
         {"engine": engine, "model": model, "photos": int(photos), "latest": latest}
         for engine, model, photos, latest in conn.execute(query("status_ocr_engines"))
     ]
+    status.into_immich = {outcome: int(n) for outcome, n in conn.execute(query("status_immich_writes"))}
     backlog = sum(jobs for jobs, _ in status.waiting.values()) + sum(lag.undiscovered for lag in status.lag)
     if status.per_second > 0 and backlog > 0:
         status.eta_s = backlog / status.per_second

@@ -32,6 +32,7 @@ from immich_search.errors import ConfigError, ImmichSearchError
 from immich_search.sync.api_source import ApiSource
 from immich_search.sync.describe_task import DescribeTask
 from immich_search.sync.discovery import discover
+from immich_search.sync.immich_write import build_writer
 from immich_search.sync.pipeline import DEFAULT_BATCH_SIZE, OutagePolicy, SyncPipeline, SyncReport
 from immich_search.sync.queue import DEFAULT_LEASE_S, JobQueue
 from immich_search.sync.sources import MediaFileSource, PreviewSource
@@ -67,6 +68,9 @@ class WorkerSpec:
         outage_timeout_s: give up after this long without the database (``None``: never).
         pool_size: connections per worker.
         describe: the vision hosts of the ``describe`` task (``None``: the task is off).
+        write_immich: ``none`` | ``missing`` | ``all``: write descriptions into Immich's own description field
+            through its API (``immich_url``, the owners' keys in ``api_keys``; see
+            :mod:`immich_search.sync.immich_write`).
     """
 
     database_url: str
@@ -88,6 +92,7 @@ class WorkerSpec:
     outage_timeout_s: float | None = None
     pool_size: int = 4
     describe: VisionConfig | None = None
+    write_immich: str = "none"
 
 
 class LazyEngine:
@@ -190,6 +195,7 @@ def build_tasks(spec: WorkerSpec, clip_model=None) -> tuple[list[Task], str | No
 
     Raises:
         ModelError: ``spec.clip`` is true and the model cannot be loaded.
+        ConfigError: ``spec.write_immich`` lacks Immich's address or API keys.
     """
     tasks: list[Task] = [OcrTask(LazyEngine(engine_factory(spec)), source=spec.ocr_source)]
     why_not = None
@@ -201,7 +207,8 @@ def build_tasks(spec: WorkerSpec, clip_model=None) -> tuple[list[Task], str | No
     if clip_model is not None:
         tasks.append(ClipTask(clip_model))
     if spec.describe is not None:
-        tasks.append(DescribeTask(spec.describe))
+        writer = build_writer(spec.write_immich, spec.immich_url, spec.api_keys)
+        tasks.append(DescribeTask(spec.describe, writer=writer))
     return tasks, why_not
 
 

@@ -254,3 +254,54 @@ def test_psql_search_reads_descriptions(db, tmp_path):
             hits = search_query(pool, text, owner, tokenizer="sql", mode=mode)
             python = search_query(pool, "desc:风筝", owner)
             assert [h.asset_id for h in hits] == [h.asset_id for h in python]
+
+
+@pytest.mark.parametrize(
+    ("extra", "code", "says"),
+    [
+        (["--write-immich", "missing"], 2, "--write-immich missing writes the describe task's descriptions"),
+        (["--describe-host", "http://127.0.0.1:9", "--describe-model", "m", "--write-immich", "all"], 1, "immich-url"),
+        (
+            ["--describe-host", "http://127.0.0.1:9", "--describe-model", "m", "--write-immich", "missing"]
+            + ["--immich-url", "http://127.0.0.1:9"],
+            1,
+            "needs the owners' API keys",
+        ),
+        (["--write-immich", "some"], 2, "'some' is not one of 'none', 'missing', 'all'"),
+    ],
+)
+@pytest.mark.parametrize("command", ["sync", "reprocess"])
+def test_write_immich_without_what_it_needs_is_a_clear_error(tmp_path, extra, code, says, command):
+    # Checked before the database is opened (this URL leads nowhere).
+    args = ["--database-url", "postgresql://nobody@127.0.0.1:9/none", command]
+    if command == "reprocess":
+        args += [str(uuid.uuid4()), "--describe"]
+    result = CliRunner().invoke(cli, [*args, "--media-root", str(tmp_path), *extra], env={"IMMICH_URL": None})
+    output = " ".join(result.output.split())
+    assert result.exit_code == code, result.output
+    assert says in output and "Traceback" not in output
+
+
+def test_cli_sync_keeps_descriptions_when_immich_is_unreachable(db, tmp_path):
+    # The sync's own wiring of --write-immich (the writes themselves are tested against the real Immich in
+    # tests/test_describe_write_real_immich.py): Immich away, so every write fails and is retried later.
+    from tests.ml_fixtures import free_port
+
+    ids = library(db, tmp_path, 2)
+    immich = f"http://127.0.0.1:{free_port()}"
+    with VisionStandIn("ollama") as server:
+        args = ["--database-url", db, "sync", "--media-root", str(tmp_path / "media"), "--no-clip"]
+        args += ["--ocr-source", "rapidocr", "--describe-host", server.url, "--describe-model", "stand-in-vl"]
+        args += ["--write-immich", "missing", "--immich-url", immich, "--api-key", "k1,k2"]
+        result = CliRunner().invoke(cli, args, env={"IMMICH_URL": None, "IMMICH_API_KEY": None})
+    output = " ".join(result.output.split())
+    assert result.exit_code == 75, result.output  # jobs wait to be retried
+    assert f"describe: description stored; not written into Immich: cannot reach Immich at {immich}" in output
+    assert (
+        "into Immich (--write-immich missing): 0 description(s) written, 0 written by a person kept, 2 not written yet"
+        in output
+    )
+    assert set(descriptions(db)) == set(ids.values())  # kept and searchable
+    assert {state for state, *_ in jobs(db, "describe").values()} == {"pending"}
+    assert {state for state, *_ in jobs(db, "ocr").values()} == {"done"}
+    assert "k1" not in output

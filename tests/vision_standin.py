@@ -5,7 +5,8 @@ It checks every request against the documented shape (a wrong shape gets HTTP 40
 size), so tests can tell which image a row came from. ``mode`` steers it: ``ok``, ``fail`` (HTTP 500),
 ``busy`` (HTTP 429), ``hang`` (sleeps ``hang_s`` before answering), ``garbage`` (not JSON), ``malformed``
 (JSON without the text), ``empty`` (an empty description); ``fail_times`` makes only the next N requests
-fail (then ``ok``). It counts requests and the most in flight at once.
+fail (then ``ok``); ``suffix`` is appended to every description (a later run's text then differs). It counts
+requests and the most in flight at once.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ class VisionStandIn:
         self.mode = "ok"
         self.fail_times: int | None = None
         self.hang_s = 5.0
+        self.suffix = ""
         self.requests: list[dict] = []
         self.bad: list[str] = []
         self.in_flight = 0
@@ -129,7 +131,7 @@ class VisionStandIn:
             self.requests.append({"path": handler.path, "headers": dict(handler.headers), "body": body})
             try:
                 jpeg = self._check(handler, body)
-                text = image_words(jpeg)
+                text = image_words(jpeg) + self.suffix
             except (ValueError, KeyError, TypeError, OSError) as exc:
                 self.bad.append(str(exc))
                 self._send(handler, 400, b'{"error": "bad request"}')

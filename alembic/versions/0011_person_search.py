@@ -4,14 +4,14 @@ filter; search, search_ocr, search_ocr_tsquery, ocr_candidates, search_clip and 
 (issue 17, point 4).
 
 Revision ID: 0011
-Revises: 0009
+Revises: 0010
 Create Date: 2026-11-29
 """
 
 from immich_search.migrate import apply_sql_files
 
 revision = "0011"
-down_revision = "0009"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 

@@ -1,8 +1,9 @@
 """``--describe-*`` options (``sync``, ``reprocess``): the vision LLM hosts of the ``describe`` task.
 
 The task is off unless ``--describe-host`` (or ``IMMICH_SEARCH_DESCRIBE_HOSTS``) names at least one host.
-The decorated command receives one keyword ``describe``: a
-:class:`~immich_search.sync.vision.VisionConfig` or ``None``.
+The decorated command receives the keywords ``describe``: a
+:class:`~immich_search.sync.vision.VisionConfig` or ``None``, and ``write_immich``: ``none`` | ``missing`` |
+``all`` (descriptions into Immich's own description field, see :mod:`immich_search.sync.immich_write`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 import click
 
 from immich_search.errors import ConfigError
+from immich_search.sync.immich_write import WRITE_MODES
 from immich_search.sync.vision import (
     BACKENDS,
     DEFAULT_LANGUAGE,
@@ -63,12 +65,23 @@ def vision_config(values: dict[str, Any]) -> VisionConfig | None:
 
 
 def describe_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Add the ``--describe-*`` options; the command gets ``describe`` (VisionConfig | None)."""
+    """Add the ``--describe-*`` options and ``--write-immich``; the command gets ``describe`` (VisionConfig |
+    None) and ``write_immich`` (str).
+
+    Raises:
+        click.UsageError: ``--write-immich missing|all`` without ``--describe-host``.
+    """
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         values = {name: kwargs.pop(name) for name in _NAMES}
-        return command(*args, describe=vision_config(values), **kwargs)
+        describe = vision_config(values)
+        if kwargs["write_immich"] != "none" and describe is None:
+            raise click.UsageError(
+                f"--write-immich {kwargs['write_immich']} writes the describe task's descriptions into Immich: "
+                "give the vision host too (--describe-host URL --describe-model NAME)"
+            )
+        return command(*args, describe=describe, **kwargs)
 
     options = [
         click.option(
@@ -128,6 +141,17 @@ def describe_options(command: Callable[..., Any]) -> Callable[..., Any]:
             envvar="IMMICH_SEARCH_DESCRIBE_API_KEY",
             metavar="KEY",
             help="Bearer key of an OpenAI-compatible server (env IMMICH_SEARCH_DESCRIBE_API_KEY).",
+        ),
+        click.option(
+            "--write-immich",
+            type=click.Choice(WRITE_MODES),
+            default="none",
+            show_default=True,
+            envvar="IMMICH_SEARCH_WRITE_IMMICH",
+            help="Also write each description into Immich's own description field (its info panel, its search), "
+            "through Immich's API with the owner's key (--immich-url, --api-key: one key per user). missing: only "
+            "where Immich's description is empty or still the one we wrote (a person's text is kept); all: "
+            "everywhere, REPLACING text people wrote; none: never call Immich (env IMMICH_SEARCH_WRITE_IMMICH).",
         ),
     ]
     for option in reversed(options):

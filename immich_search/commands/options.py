@@ -54,14 +54,15 @@ def preview_source_options(command: Callable[..., Any]) -> Callable[..., Any]:
                 "--immich-url",
                 envvar="IMMICH_URL",
                 metavar="URL",
-                help="Immich's address for --source api, e.g. http://immich:2283 (env IMMICH_URL).",
+                help="Immich's address for --source api and --write-immich, e.g. http://immich:2283 (env IMMICH_URL).",
             ),
             click.option(
                 "--api-key",
                 "api_keys",
                 envvar="IMMICH_API_KEY",
                 metavar="KEY[,KEY...]",
-                help="Immich API keys for --source api, comma-separated, one per user (env IMMICH_API_KEY).",
+                help="Immich API keys for --source api and --write-immich, comma-separated, one per user "
+                "(env IMMICH_API_KEY).",
             ),
         ]
     ):

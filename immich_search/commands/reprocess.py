@@ -76,6 +76,7 @@ def reprocess(
     clip_arch: str | None,
     want_describe: bool = False,
     describe=None,
+    write_immich: str = "none",
 ) -> None:
     """Regenerate the data of some photos now, as "regenerate OCR / CLIP" in a photo's menu.
 
@@ -93,16 +94,22 @@ def reprocess(
       immich-search reprocess 6f1c2a43-3b5e-4a8e-9a0c-2d4f5e6a7b8c --queue-only
       immich-search reprocess 6f1c2a43-3b5e-4a8e-9a0c-2d4f5e6a7b8c --ocr --ocr-engine rapidocr-v6
       immich-search reprocess 6f1c2a43-3b5e-4a8e-9a0c-2d4f5e6a7b8c --describe --describe-host http://gpu:11434 \
-          --describe-model qwen2.5vl:3b
+          --describe-model qwen2.5vl:3b --write-immich missing
     """
     from immich_search.db import open_pool
     from immich_search.sqlfiles import query
     from immich_search.sync.api_source import split_api_keys
+    from immich_search.sync.immich_write import build_writer, database_now, summary_line
     from immich_search.sync.workers import WorkerSpec, build_pipeline, build_source, build_tasks
 
     ids = parse_asset_ids(asset_ids)
     if want_describe and describe is None and not queue_only:
         raise click.UsageError("--describe needs the vision host: --describe-host URL --describe-model NAME")
+    if describe is not None and not queue_only:
+        # A missing address or key is said before anything else; each run builds its own writer.
+        writer = build_writer(write_immich, immich_url, split_api_keys(api_keys))
+        if writer is not None:
+            writer.close()
     url = settings.resolve_url()
     require_migrated(url)
     with open_pool(url) as pool:
@@ -144,6 +151,7 @@ def reprocess(
             clip_arch=clip_arch,
             outage_timeout_s=60.0,
             describe=describe if want_describe else None,
+            write_immich=write_immich,
         )
         built, why_not = build_tasks(spec)
         if want_clip and not any(task.name == "clip" for task in built):
@@ -151,6 +159,8 @@ def reprocess(
             tasks.remove("clip")
         chosen = [task for task in built if task.name in tasks]
         pipeline = build_pipeline(spec, pool, chosen, build_source(spec))
+        with pool.connection() as conn:
+            since = database_now(conn)
         try:
             pipeline.prepare()
             held = pipeline.queue.reserve(ids, tasks)
@@ -159,6 +169,7 @@ def reprocess(
             pipeline.close()
         with pool.connection() as conn:
             rows = conn.execute(query("asset_jobs"), {"asset_ids": ids}).fetchall()
+            written = summary_line(conn, write_immich, since) if spec.describe and write_immich != "none" else None
     table = Table("asset", "task", "state", "attempts", "reason")
     ok = True
     for asset_id, task, state, attempts, error, _ in rows:
@@ -169,5 +180,7 @@ def reprocess(
         table.add_row(str(asset_id), task, f"[{colour}]{state}[/{colour}]", str(attempts), error or "")
     console.print(table)
     click.echo(f"regenerated {report.done} job(s), {report.failed} failed")
+    if written:
+        click.echo(written)
     if not ok:
         sys.exit(1)

@@ -58,6 +58,14 @@ def print_status(status, out: Console) -> None:
             )
     else:
         out.print("OCR text: none indexed yet")
+    if status.into_immich:
+        counts = status.into_immich
+        written = counts.get("written", 0) + counts.get("unchanged", 0)
+        out.print(
+            f"descriptions into Immich (--write-immich): {written} written, {counts.get('kept', 0)} written by a "
+            f"person kept, {counts.get('locked', 0)} in the locked folder left alone, {counts.get('failed', 0)} "
+            "not written yet (retried; see recent errors)"
+        )
 
     if status.workers:
         workers = Table("worker", "source", "tasks", "state", "done", "failed", "last heartbeat", title="workers")

@@ -91,6 +91,7 @@ def sync(
     clip_model_dir: Path | None,
     clip_arch: str | None,
     describe=None,
+    write_immich: str = "none",
 ) -> None:
     """Index new and changed photos: OCR text, with a cn-clip model image vectors, with a vision LLM
     (--describe-host) descriptions, for search.
@@ -114,9 +115,11 @@ def sync(
       immich-search sync --ocr-source immich   # index what Immich's own OCR found, in minutes
       immich-search sync --force --ocr-engine faster-paddle-tiny   # re-read the whole library with another engine
       immich-search sync --describe-host http://gpu:11434 --describe-model qwen2.5vl:3b --max-concurrent 4
+      immich-search sync --describe-host http://gpu:11434 --describe-model qwen2.5vl:3b --write-immich missing
     """
     from immich_search.db import connect
     from immich_search.sync.api_source import split_api_keys
+    from immich_search.sync.immich_write import build_writer, database_now, summary_line
     from immich_search.sync.status import describe_later, later_jobs
     from immich_search.sync.workers import WorkerSpec, build_source, run_sync, task_names
 
@@ -135,8 +138,12 @@ def sync(
         clip_arch=clip_arch,
         batch_size=batch_size,
         describe=describe,
+        write_immich=write_immich,
     )
     source = build_source(spec)  # a wrong media root, URL or missing key is reported before anything else
+    writer = build_writer(write_immich, spec.immich_url, spec.api_keys)  # the same for --write-immich
+    if writer is not None:
+        writer.close()  # each worker builds its own
     url = settings.resolve_url()
     require_migrated(url)
     # After the database check (an unreachable database is the one line to read), before any job is queued.
@@ -157,7 +164,11 @@ def sync(
     elif model is None:
         spec = replace(spec, clip=False)
     spec = replace(spec, database_url=url)
-    label = " + ".join(["OCR"] + (["CLIP"] if spec.clip is not False else []) + (["describe"] if describe else []))
+    label = " + ".join(
+        ["OCR"]
+        + (["CLIP"] if spec.clip is not False else [])
+        + ([f"describe (into Immich: {write_immich})" if write_immich != "none" else "describe"] if describe else [])
+    )
 
     def print_report(report) -> None:
         if not (report.queued or report.done or report.failed or not watch):
@@ -189,6 +200,9 @@ def sync(
                 on_progress=ProgressLog(label, progress_interval),
             )
             return
+        if write_immich != "none":
+            with connect(url) as conn:
+                since = database_now(conn)
         with progress_bar() as progress:
             bar = progress.add_task(label, total=None)
             if err_console.is_terminal:
@@ -197,6 +211,11 @@ def sync(
                 on_progress = ProgressLog(label, progress_interval)
             report = run_sync(spec, workers=workers, force=force, clip_model=model, on_progress=on_progress)
         print_report(report)
+        if write_immich != "none":
+            with connect(url) as conn:
+                line = summary_line(conn, write_immich, since)
+            if line:
+                click.echo(line)
         tasks = set(task_names(spec, spec.clip is not False))
         with connect(url) as conn:
             later = [item for item in later_jobs(conn) if item.task in tasks]

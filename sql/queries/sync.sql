@@ -313,3 +313,70 @@ SET state = 'pending', attempts = greatest(attempts - 1, 0),
     run_after = now() + make_interval(secs => %(retry_in_s)s::float8),
     last_error = %(error)s, lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
 WHERE asset_id = %(asset_id)s AND task = %(task)s AND lease_owner = %(owner)s
+
+-- ---------------------------------------------------------------------------------------------------------
+-- Descriptions written into Immich through its API (revision 0010, `sync --write-immich`).
+
+-- name: immich_write_inputs
+-- Per asset: its owner (whose API key may change its description), whether it is in the locked folder (no
+-- API key may change it there) and the text we wrote last time.
+SELECT a.id AS asset_id, a."ownerId" AS owner_id, a.visibility::text = 'locked' AS locked, r.written_text
+FROM public.asset a
+LEFT JOIN immich_search.immich_description r ON r.asset_id = a.id
+WHERE a.id = ANY(%(asset_ids)s::uuid[])
+
+-- name: pending_immich_writes
+-- Stored descriptions still to be written into Immich (the last try failed) that were made by %(model)s
+-- from the preview the describe job is for now: a retried job writes them without asking the model again.
+SELECT r.asset_id, d.text, a."ownerId" AS owner_id, a.visibility::text = 'locked' AS locked, r.written_text
+FROM immich_search.immich_description r
+JOIN immich_search.description d ON d.asset_id = r.asset_id
+JOIN immich_search.job j ON j.asset_id = r.asset_id AND j.task = 'describe'
+JOIN public.asset a ON a.id = r.asset_id
+WHERE r.asset_id = ANY(%(asset_ids)s::uuid[]) AND d.model = %(model)s
+  AND r.pending_preview_update_id IS NOT NULL AND r.pending_preview_update_id = j.preview_update_id
+
+-- name: record_immich_write
+-- What happened in Immich (%(outcome)s: written, unchanged, kept or locked). written and unchanged store the
+-- text as ours; kept and locked leave written_text as it was. A pending write, if any, is done.
+INSERT INTO immich_search.immich_description AS r
+  (asset_id, written_text, written_sha256, written_at, written_by, last_outcome, last_attempt_at)
+SELECT %(asset_id)s, CASE WHEN w THEN %(text)s END, CASE WHEN w THEN sha256(convert_to(%(text)s, 'UTF8')) END,
+       CASE WHEN w THEN now() END, CASE WHEN w THEN %(owner_id)s::uuid END, %(outcome)s, now()
+FROM (SELECT %(outcome)s IN ('written', 'unchanged') AS w) AS o
+ON CONFLICT (asset_id) DO UPDATE
+SET written_text = coalesce(excluded.written_text, r.written_text),
+    written_sha256 = coalesce(excluded.written_sha256, r.written_sha256),
+    written_at = coalesce(excluded.written_at, r.written_at),
+    written_by = coalesce(excluded.written_by, r.written_by),
+    last_outcome = excluded.last_outcome, pending_preview_update_id = NULL, last_error = NULL,
+    last_attempt_at = excluded.last_attempt_at
+
+-- name: record_immich_write_failed
+-- The description is stored but could not be written into Immich: remember it for the retried job.
+INSERT INTO immich_search.immich_description AS r
+  (asset_id, last_outcome, pending_preview_update_id, last_error, last_attempt_at)
+VALUES (%(asset_id)s, 'failed',
+        (SELECT j.preview_update_id FROM immich_search.job j WHERE j.asset_id = %(asset_id)s AND j.task = 'describe'),
+        %(error)s, now())
+ON CONFLICT (asset_id) DO UPDATE
+SET last_outcome = 'failed', pending_preview_update_id = excluded.pending_preview_update_id,
+    last_error = excluded.last_error, last_attempt_at = excluded.last_attempt_at
+
+-- name: database_now
+-- The database's clock (what last_attempt_at is stamped with), to count what a pass did since.
+SELECT now()
+
+-- name: immich_write_summary
+-- What passes since %(since)s did in Immich, by outcome (see record_immich_write; failed ones wait to be
+-- retried).
+SELECT count(*) FILTER (WHERE last_outcome IN ('written', 'unchanged')) AS written,
+       count(*) FILTER (WHERE last_outcome = 'kept') AS kept,
+       count(*) FILTER (WHERE last_outcome = 'locked') AS locked,
+       count(*) FILTER (WHERE last_outcome = 'failed') AS failed
+FROM immich_search.immich_description
+WHERE last_attempt_at >= %(since)s
+
+-- name: status_immich_writes
+-- Descriptions written into Immich (`--write-immich`), by the outcome of their last try.
+SELECT last_outcome, count(*) FROM immich_search.immich_description GROUP BY last_outcome ORDER BY last_outcome
