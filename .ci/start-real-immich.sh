@@ -32,6 +32,14 @@ if [ -n "$build_from" ] && [ ! -f "$dir/src/.tarball-sha256" ] && [ -f "$build_f
   cp -a "$build_from/src" "$build_from/tools" "$build_from/build" "$dir/"
   echo "start-real-immich: build copied from $build_from in $(( $(date +%s) - t0 )) s" >&2
 fi
-bash "$scripts/start.sh" "${fresh[@]}" --seed >&2
+for attempt in 1 2 3; do
+  if bash "$scripts/start.sh" "${fresh[@]}" --seed >&2; then break; fi
+  [ "$attempt" = 3 ] && exit 1
+  # Our ports lie in Linux's ephemeral range, so another program's outgoing connection can hold one for a
+  # moment ("Address already in use" with nothing listening): stop what started, wait, try again.
+  echo "start-real-immich: start failed (attempt $attempt), trying again in 5 s" >&2
+  bash "$scripts/stop.sh" >&2 || true
+  sleep 5
+done
 echo "start-real-immich: Immich at $dir built/started and seeded in $(( $(date +%s) - t0 )) s" >&2
 bash "$scripts/psql.sh" --env
