@@ -17,6 +17,7 @@ from immich_search.demo import import_library
 from immich_search.errors import ConfigError
 from immich_search.ocr import registry
 from immich_search.ocr.orientation import OrientationFallback, quality, unturn_box
+from immich_search.ocr.reading_order import reading_order
 from immich_search.ocr.registry import DEFAULT_ENGINE, ENGINES, build_engine
 from immich_search.ocr_engine import OcrLine
 from immich_search.ranking.ocr_search import search_ocr
@@ -158,6 +159,80 @@ def test_fallback_keeps_the_first_reading_when_turning_does_not_help():
     lines = OrientationFallback(inner).recognize(marked())
     assert [line.text for line in lines] == ["ZZ"] and inner.calls == 2
     assert quality(lines) == pytest.approx(2 * 0.36)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# reading order (faster-paddle returns its lines in detection order)
+
+
+def rect(text: str, x1: float, y1: float, x2: float, y2: float, score: float = 0.99) -> OcrLine:
+    """A line with an axis-aligned box, normalised corners clockwise from top-left."""
+    return OcrLine(text, score, (x1, y1, x2, y1, x2, y2, x1, y2))
+
+
+def order_of(lines: list[OcrLine], width: int = 1000, height: int = 1000) -> list[str]:
+    return [line.text for line in reading_order(lines, width, height)]
+
+
+def test_reading_order_reads_a_sign_top_to_bottom():
+    """A sign's lines, the bottom one detected first (what faster-paddle did with WILD LIFE / CROSSING)."""
+    lines = [rect("SLOW", 0.1, 0.03, 0.9, 0.28), rect("CROSSING", 0.08, 0.71, 0.9, 0.89),
+             rect("WILD LIFE", 0.08, 0.54, 0.9, 0.72), rect("DOWN", 0.1, 0.24, 0.9, 0.49)]  # fmt: skip
+    assert order_of(lines) == ["SLOW", "DOWN", "WILD LIFE", "CROSSING"]
+
+
+def test_reading_order_keeps_a_column_together():
+    """A title set beside a list of names: by rows the names would fall between the title's two lines
+    (ENGLISH, JILL, ANNA, LANGUAGE, ...); by columns the title stays whole."""
+    lines = [rect("ENGLISH", 0.36, 0.12, 0.83, 0.30), rect("JILL CARTER", 0.03, 0.14, 0.26, 0.22),
+             rect("ANNA CHARLES", 0.03, 0.29, 0.32, 0.36), rect("LANGUAGE", 0.36, 0.40, 0.94, 0.59),
+             rect("GARRETT DOYLE", 0.03, 0.42, 0.35, 0.51), rect("PAUL MORRIS", 0.03, 0.56, 0.29, 0.65)]  # fmt: skip
+    assert order_of(lines) == ["JILL CARTER", "ANNA CHARLES", "GARRETT DOYLE", "PAUL MORRIS", "ENGLISH", "LANGUAGE"]
+
+
+def test_reading_order_reads_a_heading_before_its_columns():
+    lines = [rect("right one", 0.55, 0.30, 0.95, 0.40), rect("left one", 0.05, 0.30, 0.45, 0.40),
+             rect("HEADING ACROSS", 0.05, 0.05, 0.95, 0.20), rect("left two", 0.05, 0.45, 0.45, 0.55),
+             rect("right two", 0.55, 0.45, 0.95, 0.55)]  # fmt: skip
+    assert order_of(lines) == ["HEADING ACROSS", "left one", "left two", "right one", "right two"]
+
+
+def test_reading_order_reads_a_row_left_to_right_and_vertical_columns_right_to_left():
+    row = [rect("LIFE", 0.52, 0.58, 0.87, 0.70), rect("WILD", 0.11, 0.59, 0.48, 0.69)]
+    assert order_of(row) == ["WILD", "LIFE"]
+    # Words whose boxes overlap in height are one row, even when their tops differ a little.
+    assert order_of([rect("B", 0.5, 0.12, 0.6, 0.2), rect("A", 0.1, 0.1, 0.2, 0.18)]) == ["A", "B"]
+    # Classical Chinese set in vertical columns is read from the right.
+    columns = [rect("已取之時不參", 0.10, 0.05, 0.20, 0.95), rect("有許是是非非", 0.70, 0.05, 0.80, 0.95),
+               rect("是非不得問之", 0.40, 0.05, 0.50, 0.95)]  # fmt: skip
+    assert order_of(columns, 834, 2036) == ["有許是是非非", "是非不得問之", "已取之時不參"]
+    assert reading_order([]) == []
+
+
+@pytest.fixture(scope="module")
+def cover(tmp_path_factory):
+    """A rendered book cover: a two-line title beside four names in smaller type, rows interleaved."""
+    from PIL import ImageDraw, ImageFont
+
+    from tests.test_sync import LATIN_FONT
+
+    small, big = ImageFont.truetype(LATIN_FONT, 30), ImageFont.truetype(LATIN_FONT, 84)
+    image = Image.new("RGB", (900, 420), (250, 250, 240))
+    draw = ImageDraw.Draw(image)
+    for row, name in enumerate(["JILL CARTER", "ANNA CHARLES", "GARRETT DOYLE", "PAUL MORRIS"]):
+        draw.text((30, 60 + 60 * row), name, font=small, fill=(20, 20, 20))
+    draw.text((330, 40), "ENGLISH", font=big, fill=(120, 20, 20))
+    draw.text((330, 160), "LANGUAGE", font=big, fill=(120, 20, 20))
+    return image
+
+
+def test_faster_paddle_reads_a_title_beside_a_list_as_one_phrase(engines, cover):
+    """faster-paddle's own order puts names between the title's lines (ENGLISH, JILL CARTER, ANNA CHARLES,
+    LANGUAGE, ...): the stored text then breaks the phrase "english language"; in reading order it holds."""
+    texts = [line.text.upper().replace(" ", "") for line in engine(engines, TINY).recognize(cover)]
+    assert "ENGLISH" in texts and "LANGUAGE" in texts, texts
+    assert texts.index("LANGUAGE") == texts.index("ENGLISH") + 1, texts
+    assert {"JILLCARTER", "PAULMORRIS"} <= set(texts), texts
 
 
 def test_registry_errors():

@@ -1,7 +1,9 @@
 """Text recognition with faster-paddle (PP-OCRv6 tiny or small in Rust + ONNX Runtime, models in its wheel).
 
 faster-paddle has no angle classifier: wrap it in :class:`~immich_search.ocr.orientation.OrientationFallback`
-(the registry does) to read upside-down and sideways text. Its boxes are axis-aligned rectangles.
+(the registry does) to read upside-down and sideways text. Its boxes are axis-aligned rectangles, and come in
+detection order, which is not reading order: the engine puts its lines in reading order
+(:mod:`~immich_search.ocr.reading_order`), so that a phrase broken over lines stays adjacent in the text.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from importlib import metadata
 from PIL import Image
 
 from immich_search.errors import ConfigError
+from immich_search.ocr.reading_order import reading_order
 from immich_search.ocr_engine import OcrLine, normalised_box
 
 SIZES = ("tiny", "small")
@@ -53,7 +56,7 @@ class FasterPaddleEngine:
         self.model = f"PP-OCRv6 {size} (faster-paddle {metadata.version('faster-paddle')})"
 
     def recognize(self, image: Image.Image) -> list[OcrLine]:
-        """Recognise the text of an RGB image; lines in faster-paddle's reading order (empty: no text)."""
+        """Recognise the text of an RGB image; lines in reading order (empty: no text)."""
         image = image.convert("RGB")
         width, height = image.size
         encoded = io.BytesIO()
@@ -68,4 +71,4 @@ class FasterPaddleEngine:
             (x1, y1), (x2, y2) = bound["topLeftCoord"], bound["bottomRightCoord"]
             corners = ((x1, y1), (x2, y1), (x2, y2), (x1, y2))
             lines.append(OcrLine(text=text, score=score, box=normalised_box(corners, width, height)))
-        return lines
+        return reading_order(lines, width, height)
