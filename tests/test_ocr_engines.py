@@ -18,7 +18,7 @@ from immich_search.errors import ConfigError
 from immich_search.ocr import registry
 from immich_search.ocr.orientation import OrientationFallback, quality, unturn_box
 from immich_search.ocr.reading_order import reading_order
-from immich_search.ocr.registry import DEFAULT_ENGINE, ENGINES, build_engine
+from immich_search.ocr.registry import DEFAULT_ENGINE, ENGINES, build_engine, engine_installed
 from immich_search.ocr_engine import OcrLine
 from immich_search.ranking.ocr_search import search_ocr
 from tests.fake_immich import add_asset, add_user
@@ -297,9 +297,11 @@ def test_engine_choice_status_doctor_and_moving(db, tmp_path):
     assert "read by another engine" not in doctor.output and f"{DEFAULT_ENGINE} 2" in doctor.output
 
 
-def test_default_engine_is_pp_ocr_v4():
-    """PP-OCRv4 stays the default until an engine meets all of issue 16's criteria (README, "OCR engines")."""
-    assert DEFAULT_ENGINE == "rapidocr-v4"
+def test_default_engine_is_faster_paddle_tiny():
+    """faster-paddle-tiny is the default: it meets issue 16's bar for one (README, "OCR engines"), and it is a
+    core dependency, so a plain install can run it."""
+    assert DEFAULT_ENGINE == "faster-paddle-tiny"
+    assert engine_installed(DEFAULT_ENGINE)
 
 
 def test_reprocess_with_another_engine(db, tmp_path):

@@ -476,7 +476,7 @@ def test_reprocess_command(db, tmp_path):
     assert result.exit_code == 0, result.output
     assert "regenerated 1 job(s), 0 failed" in result.output and "skipped" in result.output
     row = ocr_rows(db)["sign.jpg"]
-    assert row["engine"] == "rapidocr-v4" and "PP-OCRv4" in row["model"], "the default engine"
+    assert row["engine"] == "faster-paddle-tiny" and "PP-OCRv6 tiny" in row["model"], "the default engine"
     assert "WILD" in row["text"].upper(), "recognised again by our engine"
     assert ocr_rows(db)["b.jpg"]["text"] == pixel_text(Image.open(preview_file(db, tmp_path / "media", ids["b.jpg"])))
 

