@@ -270,27 +270,29 @@ def test_engine_choice_status_doctor_and_moving(db, tmp_path):
     bad = runner.invoke(cli, [*sync, "--ocr-engine", "tesseract"])
     assert bad.exit_code == 2 and "tesseract" in bad.output and "faster-paddle-tiny" in bad.output
 
-    first = runner.invoke(cli, sync, env={"IMMICH_SEARCH_OCR_ENGINE": TINY})
+    other = "rapidocr-v4"  # not the default: the library is then moved to the default
+    assert other != DEFAULT_ENGINE
+    first = runner.invoke(cli, sync, env={"IMMICH_SEARCH_OCR_ENGINE": other})
     assert first.exit_code == 0, first.output
     rows = ocr_rows(db)
-    assert {row["engine"] for row in rows.values()} == {TINY}
-    assert "PP-OCRv6 tiny" in rows["sign.jpg"]["model"] and "WILD" in rows["sign.jpg"]["text"].upper()
+    assert {row["engine"] for row in rows.values()} == {other}
+    assert "PP-OCRv4" in rows["sign.jpg"]["model"] and "WILD" in rows["sign.jpg"]["text"].upper()
 
     status = runner.invoke(cli, [*base, "status"], env={"COLUMNS": "200"})
-    assert status.exit_code == 0 and "OCR text read by" in status.output and TINY in status.output
+    assert status.exit_code == 0 and "OCR text read by" in status.output and other in status.output
 
     doctor = runner.invoke(cli, [*base, "doctor"], env={"COLUMNS": "250"})
     assert "OCR engine" in doctor.output and "read by another engine" in doctor.output, doctor.output
     assert "--reread-other-engines" in doctor.output
 
     again = runner.invoke(cli, sync)  # the default engine, nothing new: nothing is read again
-    assert again.exit_code == 0 and {row["engine"] for row in ocr_rows(db).values()} == {TINY}
+    assert again.exit_code == 0 and {row["engine"] for row in ocr_rows(db).values()} == {other}
 
     moved = runner.invoke(cli, [*sync, "--reread-other-engines"])
     assert moved.exit_code == 0 and "queued 2 photo(s)" in moved.output, moved.output
     rows = ocr_rows(db)
     assert {row["engine"] for row in rows.values()} == {DEFAULT_ENGINE}
-    assert "PP-OCRv4" in rows["sign.jpg"]["model"] and "WILD" in rows["sign.jpg"]["text"].upper()
+    assert "PP-OCRv6 tiny" in rows["sign.jpg"]["model"] and "WILD" in rows["sign.jpg"]["text"].upper()
     status = runner.invoke(cli, [*base, "status", "--json"])
     assert status.exit_code == 0 and f'"engine": "{DEFAULT_ENGINE}"' in status.output
     doctor = runner.invoke(cli, [*base, "doctor"], env={"COLUMNS": "250"})
