@@ -342,7 +342,12 @@ def known_item_queries(photos: list[Photo], seed: int = 6) -> dict[str, list[dic
             run = later.choice(runs)
             start = later.randrange(0, len(run) - 1)
             add("cjk pair", run[start : start + 2], run[start : start + 2])
-        glued = sorted(set(re.findall(f"(?=([{WORD_CLASS}]+[:/-][{WORD_CLASS}]+))", " ".join(photo.lines))))
+        # Whole words only: the lookahead finds overlapping pairs (A-B and B-C in A-B-C), the lookbehind keeps
+        # it from starting inside a word (never "H RH" out of "LH/RH": nobody types half a word).
+        pairs = re.findall(
+            f"(?<![{WORD_CLASS}])(?=([{WORD_CLASS}]+[:/-][{WORD_CLASS}]+)(?![{WORD_CLASS}]))", " ".join(photo.lines)
+        )
+        glued = sorted(set(pairs))
         glued = [g for g in glued if not re.fullmatch(r"[0-9:/-]+", g)]  # dates and times are no phrase
         if glued:
             original = later.choice(glued)
