@@ -306,6 +306,22 @@ def test_default_engine_is_faster_paddle_tiny():
     assert engine_installed(DEFAULT_ENGINE)
 
 
+def test_without_faster_paddle_the_default_is_pp_ocr_v4(monkeypatch):
+    """faster-paddle has x86_64 Linux wheels only: on an arm64 host (pyproject does not install it there)
+    the default is rapidocr-v4, which runs everywhere."""
+    import importlib.util
+
+    from immich_search.ocr import registry
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "faster_paddle" else real(name, *a)
+    )
+    assert registry._default_engine() == "rapidocr-v4"
+    monkeypatch.undo()
+    assert registry._default_engine() == "faster-paddle-tiny"
+
+
 def test_reprocess_with_another_engine(db, tmp_path):
     import_library(db, [text_photo(tmp_path / "photos", "sign.jpg", ["WILD LIFE"])], tmp_path / "media")
     asset = assets_by_name(db)["sign.jpg"]

@@ -54,14 +54,6 @@ ENGINES: dict[str, EngineInfo] = {
     )
 }
 
-DEFAULT_ENGINE = "faster-paddle-tiny"
-"""The engine ``sync`` and ``reprocess`` use unless told (``--ocr-engine``, ``IMMICH_SEARCH_OCR_ENGINE``).
-Chosen by issue 16's bar for the default, measured by benchmarks/ocr_engines.py (README, "OCR engines"):
-at least as many dev-corpus pairs as PP-OCRv4 (57 of 62 against 56), no false text on photos without
-text, at least 3x PP-OCRv4's sync (4.7x in the same run), 500 MiB per sync worker (PP-OCRv4: 1.1 GB).
-Its one shortfall: ``ocr:`` recall@10 0.941 on the dev corpus (PP-OCRv4 0.961), one query of 51 whose word
-an invoice's red stamp covers."""
-
 
 def engine_installed(name: str) -> bool:
     """Return whether the package engine ``name`` needs is importable (without importing it).
@@ -82,6 +74,27 @@ def engine_info(name: str) -> EngineInfo:
         return ENGINES[name]
     except KeyError:
         raise ConfigError(f"unknown OCR engine {name!r}: one of {', '.join(ENGINES)}") from None
+
+
+PREFERRED_ENGINE = "faster-paddle-tiny"
+FALLBACK_ENGINE = "rapidocr-v4"
+
+
+def _default_engine() -> str:
+    # faster-paddle publishes x86_64 Linux wheels only (pyproject installs it there); on arm64 hosts
+    # (Raspberry Pi, RK3588) PP-OCRv4, which runs everywhere, is the default.
+    return PREFERRED_ENGINE if engine_installed(PREFERRED_ENGINE) else FALLBACK_ENGINE
+
+
+DEFAULT_ENGINE = _default_engine()
+"""The engine ``sync`` and ``reprocess`` use unless told (``--ocr-engine``, ``IMMICH_SEARCH_OCR_ENGINE``):
+``faster-paddle-tiny`` where faster-paddle is installed (x86_64 Linux, a core dependency there), else
+``rapidocr-v4``.
+Chosen by issue 16's bar for the default, measured by benchmarks/ocr_engines.py (README, "OCR engines"):
+at least as many dev-corpus pairs as PP-OCRv4 (57 of 62 against 56), no false text on photos without
+text, at least 3x PP-OCRv4's sync (4.7x in the same run), 500 MiB per sync worker (PP-OCRv4: 1.1 GB).
+Its one shortfall: ``ocr:`` recall@10 0.941 on the dev corpus (PP-OCRv4 0.961), one query of 51 whose word
+an invoice's red stamp covers."""
 
 
 def build_engine(name: str = DEFAULT_ENGINE, threads: int | None = None, det_max_side: int | None = None):
