@@ -4,6 +4,7 @@ faster-paddle has no angle classifier: wrap it in :class:`~immich_search.ocr.ori
 (the registry does) to read upside-down and sideways text. Its boxes are axis-aligned rectangles, and come in
 detection order, which is not reading order: the engine puts its lines in reading order
 (:mod:`~immich_search.ocr.reading_order`), so that a phrase broken over lines stays adjacent in the text.
+Lines a red seal spoiled are read again from the red channel (:mod:`~immich_search.ocr.red_seal`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from PIL import Image
 
 from immich_search.errors import ConfigError
 from immich_search.ocr.reading_order import reading_order
+from immich_search.ocr.red_seal import lift_red_seals
 from immich_search.ocr_engine import OcrLine, normalised_box
 
 SIZES = ("tiny", "small")
@@ -56,8 +58,14 @@ class FasterPaddleEngine:
         self.model = f"PP-OCRv6 {size} (faster-paddle {metadata.version('faster-paddle')})"
 
     def recognize(self, image: Image.Image) -> list[OcrLine]:
-        """Recognise the text of an RGB image; lines in reading order (empty: no text)."""
+        """Recognise the text of an RGB image; lines in reading order, those under a red seal read again
+        (empty: no text)."""
         image = image.convert("RGB")
+        lines = lift_red_seals(image, self._read(image), self._read)
+        return reading_order(lines, *image.size)
+
+    def _read(self, image: Image.Image) -> list[OcrLine]:
+        """faster-paddle's lines of an RGB image, in its detection order, at or above ``min_score``."""
         width, height = image.size
         encoded = io.BytesIO()
         image.save(encoded, format="BMP")  # uncompressed: the cheapest encoding faster-paddle reads
@@ -71,4 +79,4 @@ class FasterPaddleEngine:
             (x1, y1), (x2, y2) = bound["topLeftCoord"], bound["bottomRightCoord"]
             corners = ((x1, y1), (x2, y1), (x2, y2), (x1, y2))
             lines.append(OcrLine(text=text, score=score, box=normalised_box(corners, width, height)))
-        return reading_order(lines, width, height)
+        return lines
