@@ -36,7 +36,7 @@ ENGINES: dict[str, EngineInfo] = {
             "faster-paddle-tiny",
             "faster-paddle",
             "faster_paddle",
-            "PP-OCRv6 tiny (faster-paddle), orientation fallback, reading order; default: 4.7x faster, no false text",
+            "PP-OCRv6 tiny (faster-paddle), orientation fallback, reading order, red seals; default: 4.2x faster",
         ),
         EngineInfo(
             "faster-paddle-small",
@@ -91,10 +91,9 @@ DEFAULT_ENGINE = _default_engine()
 ``faster-paddle-tiny`` where faster-paddle is installed (x86_64 Linux, a core dependency there), else
 ``rapidocr-v4``.
 Chosen by issue 16's bar for the default, measured by benchmarks/ocr_engines.py (README, "OCR engines"):
-at least as many dev-corpus pairs as PP-OCRv4 (57 of 62 against 56), no false text on photos without
-text, at least 3x PP-OCRv4's sync (4.7x in the same run), 500 MiB per sync worker (PP-OCRv4: 1.1 GB).
-Its one shortfall: ``ocr:`` recall@10 0.941 on the dev corpus (PP-OCRv4 0.961), one query of 51 whose word
-an invoice's red stamp covers."""
+at least as many dev-corpus pairs as PP-OCRv4 (58 of 62 against 56), no false text on photos without
+text, at least 3x PP-OCRv4's sync (4.24x in the same run), 531 MiB per sync worker (PP-OCRv4: 1.1 GB),
+``ocr:`` recall@10 and MRR 0.961 on the dev corpus (as PP-OCRv4)."""
 
 
 def build_engine(name: str = DEFAULT_ENGINE, threads: int | None = None, det_max_side: int | None = None):
