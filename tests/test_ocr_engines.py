@@ -281,7 +281,7 @@ def test_engine_choice_status_doctor_and_moving(db, tmp_path):
     status = runner.invoke(cli, [*base, "status"], env={"COLUMNS": "200"})
     assert status.exit_code == 0 and "OCR text read by" in status.output and other in status.output
 
-    doctor = runner.invoke(cli, [*base, "doctor"], env={"COLUMNS": "250"})
+    doctor = runner.invoke(cli, [*base, "doctor"], env={"COLUMNS": "400"})
     assert "OCR engine" in doctor.output and "read by another engine" in doctor.output, doctor.output
     assert "--reread-other-engines" in doctor.output
 
@@ -295,7 +295,7 @@ def test_engine_choice_status_doctor_and_moving(db, tmp_path):
     assert "PP-OCRv6 tiny" in rows["sign.jpg"]["model"] and "WILD" in rows["sign.jpg"]["text"].upper()
     status = runner.invoke(cli, [*base, "status", "--json"])
     assert status.exit_code == 0 and f'"engine": "{DEFAULT_ENGINE}"' in status.output
-    doctor = runner.invoke(cli, [*base, "doctor"], env={"COLUMNS": "250"})
+    doctor = runner.invoke(cli, [*base, "doctor"], env={"COLUMNS": "400"})
     assert "read by another engine" not in doctor.output and f"{DEFAULT_ENGINE} 2" in doctor.output
 
 
@@ -326,7 +326,7 @@ def test_reprocess_with_another_engine(db, tmp_path):
     import_library(db, [text_photo(tmp_path / "photos", "sign.jpg", ["WILD LIFE"])], tmp_path / "media")
     asset = assets_by_name(db)["sign.jpg"]
     base = ["--database-url", db, "reprocess", asset, "--ocr", "--media-root", str(tmp_path / "media")]
-    result = CliRunner().invoke(cli, [*base, "--ocr-engine", "rapidocr-v6"], env={"COLUMNS": "250"})
+    result = CliRunner().invoke(cli, [*base, "--ocr-engine", "rapidocr-v6"], env={"COLUMNS": "400"})
     assert result.exit_code == 0, result.output
     row = ocr_rows(db)["sign.jpg"]
     assert row["engine"] == "rapidocr-v6" and "PP-OCRv6 small" in row["model"] and "WILD" in row["text"].upper()
