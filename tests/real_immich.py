@@ -331,6 +331,23 @@ def skip_or_fail(reason: str) -> None:
     pytest.skip(reason)
 
 
+INSTANCE_KEYS = ("dir", "port", "pg_port", "redis_port")
+"""What names an instance of its own: its ``REAL_IMMICH_DIR`` and ports (API, PostgreSQL, Redis)."""
+
+
+def own_instance(group: str, why: str, keys: tuple[str, ...] = INSTANCE_KEYS) -> dict[str, str]:
+    """Return ``{key: value}`` of the real Immich instance a test may change, named by the variables
+    ``IMMICH_SEARCH_TEST_REAL_IMMICH_<GROUP>_<KEY>`` (e.g. ``..._ML_PG_PORT``); skip naming the unset ones,
+    then ``why`` (what the test does to it; never the shared instance).
+    """
+    names = {key: f"IMMICH_SEARCH_TEST_REAL_IMMICH_{group}_{key.upper()}" for key in keys}
+    values = {key: os.environ.get(name, "") for key, name in names.items()}
+    missing = [names[key] for key, value in values.items() if not value]
+    if missing:
+        pytest.skip(f"set {', '.join(missing)} to {why}")
+    return values
+
+
 def ensure_indexed(server: RealImmich) -> dict[str, str]:
     """Migrate and run one ``sync`` pass over Immich's previews (nothing to do when already indexed).
 

@@ -17,7 +17,6 @@ it skips otherwise. At the end every description it changed is put back as it wa
 from __future__ import annotations
 
 import contextlib
-import os
 import subprocess
 import threading
 import uuid
@@ -31,17 +30,11 @@ import psycopg
 import pytest
 
 from tests.ml_fixtures import free_port
-from tests.real_immich import immich_search_command, product_env
+from tests.real_immich import immich_search_command, own_instance, product_env
 from tests.vision_standin import VisionStandIn
 
 pytestmark = pytest.mark.real_immich
 
-NAMES = {
-    "dir": "IMMICH_SEARCH_TEST_REAL_IMMICH_ML_DIR",
-    "port": "IMMICH_SEARCH_TEST_REAL_IMMICH_ML_PORT",
-    "pg_port": "IMMICH_SEARCH_TEST_REAL_IMMICH_ML_PG_PORT",
-    "redis_port": "IMMICH_SEARCH_TEST_REAL_IMMICH_ML_REDIS_PORT",
-}
 ADMIN_PHOTOS = ("zh_ad_01.jpg", "zh_notice_01.jpg")  # seeded by ../shared/real-immich/seed.sh
 BOB_PHOTO = "zh_ticket_01.jpg"
 MODEL = "stand-in-vl"
@@ -127,13 +120,9 @@ class Instance:
 
 
 def _instance_or_skip() -> Instance:
-    values = {key: os.environ.get(name, "") for key, name in NAMES.items()}
-    missing = [NAMES[key] for key, value in values.items() if not value]
-    if missing:
-        pytest.skip(
-            f"set {', '.join(missing)} to a seeded real Immich instance this test may change (not a shared one; "
-            "see docs/describe.md, Testing)"
-        )
+    values = own_instance(
+        "ML", "a seeded real Immich instance this test may change (not a shared one; see docs/describe.md, Testing)"
+    )
     root = Path(values["dir"])
     secrets = root / "secrets"
     ids = dict(line.split("=", 1) for line in (secrets / "ids.env").read_text().split() if "=" in line)

@@ -36,6 +36,7 @@ from PIL import Image
 
 from tests.conftest import corpus_dir
 from tests.ml_fixtures import BLUE, RED, free_port, tiny_clip_dir
+from tests.real_immich import own_instance
 
 pytestmark = pytest.mark.real_immich
 
@@ -46,19 +47,9 @@ WAIT_S = 600
 
 
 def _instance() -> dict[str, str]:
-    names = {
-        "dir": "IMMICH_SEARCH_TEST_REAL_IMMICH_ML_DIR",
-        "port": "IMMICH_SEARCH_TEST_REAL_IMMICH_ML_PORT",
-        "pg_port": "IMMICH_SEARCH_TEST_REAL_IMMICH_ML_PG_PORT",
-        "redis_port": "IMMICH_SEARCH_TEST_REAL_IMMICH_ML_REDIS_PORT",
-    }
-    values = {key: os.environ.get(name, "") for key, name in names.items()}
-    missing = [names[key] for key, value in values.items() if not value]
-    if missing:
-        pytest.skip(
-            f"set {', '.join(missing)} to a real Immich instance this test may reconfigure and restart "
-            "(not a shared one; see docs/ml.md)"
-        )
+    values = own_instance(
+        "ML", "a real Immich instance this test may reconfigure and restart (not a shared one; see docs/ml.md)"
+    )
     if not (SCRIPTS / "start.sh").is_file():
         pytest.skip(f"no real-Immich scripts at {SCRIPTS} (set IMMICH_SEARCH_TEST_REAL_IMMICH_SCRIPTS)")
     return values

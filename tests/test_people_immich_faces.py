@@ -51,7 +51,7 @@ from immich_search.cli import cli
 from tests.conftest import corpus_dir
 from tests.face_standin import FaceStandIn, face_embedding
 from tests.fake_immich import running
-from tests.real_immich import skip_or_fail
+from tests.real_immich import own_instance, skip_or_fail
 
 pytestmark = pytest.mark.real_immich
 
@@ -109,19 +109,11 @@ NEW_FILE_FACES = [ANNA, HIDDEN, NEWCOMER]
 
 
 def _instance() -> dict[str, str]:
-    names = {
-        "dir": "IMMICH_SEARCH_TEST_REAL_IMMICH_ML_DIR",
-        "port": "IMMICH_SEARCH_TEST_REAL_IMMICH_ML_PORT",
-        "pg_port": "IMMICH_SEARCH_TEST_REAL_IMMICH_ML_PG_PORT",
-        "redis_port": "IMMICH_SEARCH_TEST_REAL_IMMICH_ML_REDIS_PORT",
-    }
-    values = {key: os.environ.get(name, "") for key, name in names.items()}
-    missing = [names[key] for key, value in values.items() if not value]
-    if missing:
-        pytest.skip(
-            f"set {', '.join(missing)} to a seeded real Immich instance this test may reconfigure and restart "
-            "and whose face jobs it may rerun (not a shared one; see docs/people.md)"
-        )
+    values = own_instance(
+        "ML",
+        "a seeded real Immich instance this test may reconfigure and restart and whose face jobs it may rerun "
+        "(not a shared one; see docs/people.md)",
+    )
     if not (SCRIPTS / "start.sh").is_file():
         pytest.skip(f"no real-Immich scripts at {SCRIPTS} (set IMMICH_SEARCH_TEST_REAL_IMMICH_SCRIPTS)")
     return values

@@ -17,7 +17,6 @@ It changes the library, so it runs only against an instance of its own, named by
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import httpx
@@ -28,22 +27,16 @@ from click.testing import CliRunner
 from immich_search import immich_rows, migrate
 from immich_search.cli import cli
 from tests.fake_immich import running
+from tests.real_immich import own_instance
 from tests.test_people import RED, ZHANG, jpeg, stand_in_ml, unit
 
 pytestmark = pytest.mark.real_immich
 
 
 def _instance() -> dict[str, str]:
-    names = {
-        "dir": "IMMICH_SEARCH_TEST_REAL_IMMICH_PEOPLE_DIR",
-        "port": "IMMICH_SEARCH_TEST_REAL_IMMICH_PEOPLE_PORT",
-        "pg_port": "IMMICH_SEARCH_TEST_REAL_IMMICH_PEOPLE_PG_PORT",
-    }
-    values = {key: os.environ.get(name, "") for key, name in names.items()}
-    missing = [names[key] for key, value in values.items() if not value]
-    if missing:
-        pytest.skip(f"set {', '.join(missing)} to a real Immich instance this test may change (not a shared one)")
-    return values
+    return own_instance(
+        "PEOPLE", "a real Immich instance this test may change (not a shared one)", ("dir", "port", "pg_port")
+    )
 
 
 class Library:
