@@ -17,12 +17,13 @@ from collections.abc import Callable
 import numpy as np
 from PIL import Image
 
+from immich_search.ocr.orientation import RETRY_BELOW, mean_confidence
 from immich_search.ocr.reading_order import reading_order
 from immich_search.ocr_engine import OcrLine
 
-REREAD_BELOW = 0.9
-"""A line read with less confidence than this may be read again (the orientation fallback's bar for a
-poor reading, :data:`immich_search.ocr.orientation.RETRY_BELOW`)."""
+REREAD_BELOW = RETRY_BELOW
+"""A line read with less confidence than this may be read again: the orientation fallback's bar for a poor
+reading (0.9)."""
 MIN_RED_SHARE = 0.1
 """The share of a line's box that must be seal red for a re-read: a seal's ring and characters crossing a
 line cover a tenth of its box or more, a red letter, logo or underline in or beside it much less."""
@@ -48,12 +49,6 @@ def red_share(crop: Image.Image) -> float:
     return float(red.mean())
 
 
-def _confidence(lines: list[OcrLine]) -> float:
-    """Confidence of a reading weighted by characters (0 for no text)."""
-    chars = sum(len(line.text) for line in lines)
-    return sum(line.score * len(line.text) for line in lines) / chars if chars else 0.0
-
-
 def lift_red_seals(
     image: Image.Image, lines: list[OcrLine], read: Callable[[Image.Image], list[OcrLine]]
 ) -> list[OcrLine]:
@@ -77,8 +72,9 @@ def lift_red_seals(
             continue
         red = crop.getchannel("R").convert("RGB")
         again = reading_order([part for part in read(red) if part.text.strip()], *red.size)
-        if again and _confidence(again) > line.score:
-            out.append(OcrLine(" ".join(part.text.strip() for part in again), _confidence(again), line.box))
+        confidence = mean_confidence(again)  # 1.0 for no text: `again` is checked first
+        if again and confidence > line.score:
+            out.append(OcrLine(" ".join(part.text.strip() for part in again), confidence, line.box))
         else:
             out.append(line)
     return out
