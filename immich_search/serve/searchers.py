@@ -1,7 +1,7 @@
 """The rankings serve answers with, as :class:`~immich_search.serve.app.Searcher` callables.
 
 * :func:`ocr_searcher`: ``ocr:`` queries, :func:`immich_search.ranking.ocr_search.search_ocr`.
-* :func:`desc_searcher`: ``desc:`` queries, descriptions only (``search_query``, which calls ``search_text``).
+* :func:`desc_searcher`: ``desc:`` queries, descriptions only (:func:`~immich_search.ranking.ocr_search.search_text`).
 * :func:`build_plain_searcher`: plain and ``clip:`` queries, the hybrid ranking
   (``immich_search.ranking.hybrid_search``) with an optional cn-clip text encoder, or ``None`` when they
   pass through to Immich.
@@ -56,13 +56,22 @@ def desc_searcher(pool) -> Callable[..., Sequence[Any]]:
     (``immich-search sync --describe-host``), ranked by
     :func:`immich_search.ranking.ocr_search.search_text` without the OCR text. Immich knows no ``desc:``, so
     serve answers these itself whether or not plain queries pass through. ``person_ids`` (Immich's
-    ``personIds``) keeps only photos showing every person given, in the ranking.
+    ``personIds``) keeps only photos showing every person given, in the ranking."""
+    from immich_search.ranking.ocr_search import search_text
 
-    :func:`~immich_search.ranking.hybrid_search.search_query` ranks a ``desc:`` query so (no encoder needed).
-    """
-    from immich_search.ranking.hybrid_search import search_query
+    def search(text: str, user_id: str, *, limit: int, offset: int, person_ids: Sequence[str] = ()):
+        return search_text(
+            pool,
+            text,
+            user_id,
+            limit=limit,
+            offset=offset,
+            include_locked=False,
+            use_ocr=False,
+            person_ids=person_ids,
+        )
 
-    return hybrid_searcher(pool, search_query)
+    return search
 
 
 def hybrid_searcher(pool, search_function: Callable[..., Sequence[Any]], encoder=None) -> Callable[..., Sequence[Any]]:
